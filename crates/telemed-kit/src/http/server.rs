@@ -1,0 +1,122 @@
+//! The HTTP server: a dual-stack listener and an accept loop that can stop accepting and drain.
+//!
+//! axum's own `serve` stops accepting the moment its shutdown future completes; the kit needs to keep
+//! accepting through `SHUTDOWN_DELAY`, bound the drain, and set hyper's header-read timeout and header size
+//! limit (slow-loris clients, oversized headers). So the loop is written on hyper-util directly, in the shape of
+//! axum's `serve`: one task per connection, watched by a [`GracefulShutdown`] that sends each connection
+//! `graceful_shutdown` (idle keep-alive connections close, HTTP/2 gets a GOAWAY) and waits until every one is
+//! gone.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+/// A client must send its complete request head within this time, or the connection is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request head accepted; larger heads get 431.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Binds `port` on every interface: one dual-stack IPv6 socket that also accepts IPv4, or IPv4 alone on hosts
+/// without IPv6.
+pub fn bind(port: u16) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let dual_stack = || -> io::Result<Socket> {
+        let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_only_v6(false)?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into())?;
+        Ok(socket)
+    };
+    let socket = match dual_stack() {
+        Ok(socket) => socket,
+        Err(error) if error.kind() == io::ErrorKind::AddrInUse => return Err(error),
+        Err(_) => {
+            let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+            socket.set_reuse_address(true)?;
+            socket.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())?;
+            socket
+        }
+    };
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Accepts connections and serves `app` on each until `stop` is cancelled. Connections are watched by
+/// `graceful`, which the caller drains afterwards.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    stop: CancellationToken,
+    graceful: &GracefulShutdown,
+) {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32);
+    loop {
+        let stream = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            accepted = accept(&listener) => accepted,
+        };
+        let service = app
+            .clone()
+            .map_request(|request: Request<Incoming>| request.map(axum::body::Body::new));
+        let service = TowerToHyperService::new(service.map_err(|never: Infallible| match never {}));
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // Errors here are the client's doing (reset, timeout, malformed request); hyper has already
+            // answered what can be answered.
+            let _ = connection.await;
+        });
+    }
+}
+
+async fn accept(listener: &TcpListener) -> TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _peer)) => {
+                let _ = stream.set_nodelay(true);
+                return stream;
+            }
+            // A connection that failed between SYN and accept concerns that client only.
+            Err(error) if is_connection_error(&error) => {}
+            Err(error) => {
+                // Out of file descriptors, typically: back off instead of spinning, as axum's serve does.
+                tracing::error!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+fn is_connection_error(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}

@@ -1,0 +1,48 @@
+//! # telemed-kit
+//!
+//! A foundation for telemedicine services on the Danish national eHealth Infrastructure (Kubernetes and Istio).
+//! It runs an axum [`Router`](axum::Router) the way the platform expects: configuration validated before
+//! anything binds, readiness and liveness probes, graceful shutdown inside the 10 s grace period, logs in the
+//! eHealth logging model.
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//!
+//! #[tokio::main]
+//! async fn main() -> std::process::ExitCode {
+//!     let service = telemed_kit::Service::from_env(telemed_kit::service_info!())
+//!         .unwrap_or_else(|error| error.exit());
+//!     service.run(Router::new().route("/", get(|| async { "hello" }))).await
+//! }
+//! ```
+//!
+//! # Layout
+//!
+//! In the order a request meets them:
+//! - [`config`]: every environment variable, parsed and validated once at startup.
+//! - [`http`]: the listener and the server stack.
+//! - [`shutdown`]: signals, the in-flight count, `Connection: close` after the signal, the phases and the watchdog.
+//! - [`health`]: `/healthz`, `/readyz` and `/livez`, answered from background results.
+//! - [`telemetry`]: logs, redaction, propagation and export.
+//! - [`Service`] wires them together.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![deny(unreachable_pub)]
+
+pub mod config;
+pub mod health;
+pub mod http;
+pub mod shutdown;
+pub mod telemetry;
+
+mod service;
+
+pub use config::ConfigError;
+pub use service::Service;
+
+pub use axum;
+pub use opentelemetry;
+pub use opentelemetry_sdk;
+pub use tracing;
+pub use tracing_opentelemetry;

@@ -1,0 +1,340 @@
+//! The entry point: configuration, probes, server and shutdown wired together.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use axum::Router;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::time::{sleep_until, timeout_at};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ConfigError, Env, ServiceInfo, Settings};
+use crate::health::{Check, CheckError, HealthBuilder};
+use crate::shutdown::{Shutdown, Trigger};
+use crate::telemetry::{self, TelemetryGuard};
+
+type HookFn = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+type StartupTask = (
+    Cow<'static, str>,
+    Pin<Box<dyn Future<Output = Result<(), CheckError>> + Send>>,
+);
+
+/// A service in production shape: validated configuration, probes, graceful shutdown.
+///
+/// # Example
+///
+/// ```no_run
+/// use axum::{Router, routing::get};
+/// use telemed_kit::Service;
+///
+/// #[tokio::main]
+/// async fn main() -> std::process::ExitCode {
+///     let service = Service::from_env(telemed_kit::service_info!()).unwrap_or_else(|error| error.exit());
+///     let app = Router::new().route("/", get(|| async { "hello" }));
+///     service
+///         .readiness_check("database", || async { Ok::<_, std::io::Error>(()) })
+///         .on_shutdown("goodbye", || async { tracing::info!("bye") })
+///         .run(app)
+///         .await
+/// }
+/// ```
+///
+/// # Exit codes
+/// - 0: shutdown finished inside the grace period, nothing cut off.
+/// - 1: requests or hooks were still running at the deadline, a startup task failed, or the port could not
+///   be bound.
+/// - 2: invalid configuration (from [`ConfigError::exit`]).
+/// - 128 + signal number: a second SIGTERM or SIGINT ended the process at once.
+pub struct Service {
+    settings: Settings,
+    telemetry: TelemetryGuard,
+    health: HealthBuilder,
+    startup: Vec<StartupTask>,
+    hooks: Vec<(Cow<'static, str>, HookFn)>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// Reads and validates the configuration from the process environment and installs logging.
+    ///
+    /// Nothing is bound yet. Pass [`service_info!()`](crate::service_info).
+    pub fn from_env(info: ServiceInfo) -> Result<Self, ConfigError> {
+        Self::from_settings(Settings::from_env(&Env::process(), info)?)
+    }
+
+    /// Like [`Service::from_env`], with settings already read.
+    pub fn from_settings(settings: Settings) -> Result<Self, ConfigError> {
+        let telemetry =
+            telemetry::init(&settings.telemetry, &settings.service).map_err(|error| {
+                ConfigError::invalid(
+                    "LOG_LEVEL",
+                    &settings.telemetry.log.directives,
+                    error.to_string(),
+                )
+            })?;
+        Ok(Self {
+            settings,
+            telemetry,
+            health: HealthBuilder::default(),
+            startup: Vec::new(),
+            hooks: Vec::new(),
+        })
+    }
+
+    /// The validated settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Adds a required readiness check, run in the background; see [`Check`] for options.
+    pub fn readiness_check<F, Fut, E>(self, name: impl Into<Cow<'static, str>>, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<CheckError>,
+    {
+        self.check(Check::new(name, check))
+    }
+
+    /// Adds a readiness check built with [`Check`] (optional, own interval or timeout).
+    pub fn check(mut self, check: Check) -> Self {
+        self.health.readiness_check(check);
+        self
+    }
+
+    /// Adds a liveness check: a fast function of the process's own state, never of another system.
+    pub fn liveness_check(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        check: impl Fn() -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.health.liveness_check(name, check);
+        self
+    }
+
+    /// Adds a startup task: readiness stays 503 until it finishes. If it fails, the service logs an alarm and
+    /// shuts down with exit code 1, so that the platform restarts it.
+    pub fn startup_task<Fut, E>(mut self, name: impl Into<Cow<'static, str>>, task: Fut) -> Self
+    where
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<CheckError>,
+    {
+        self.startup.push((
+            name.into(),
+            Box::pin(async move { task.await.map_err(Into::into) }),
+        ));
+        self
+    }
+
+    /// Adds a shutdown hook, run after draining and bounded by what is left of the grace period.
+    pub fn on_shutdown<F, Fut>(mut self, name: impl Into<Cow<'static, str>>, hook: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks
+            .push((name.into(), Box::new(move || Box::pin(hook()))));
+        self
+    }
+
+    /// Binds `PORT`, serves `app` and the probes, and runs until shutdown completes.
+    pub async fn run(self, app: Router) -> ExitCode {
+        let Self {
+            settings,
+            telemetry,
+            health,
+            startup,
+            hooks,
+        } = self;
+        let shutdown = Shutdown::new(settings.shutdown.clone());
+        let flush_budget = crate::shutdown::HOOKS_AND_FLUSH_RESERVE / 2;
+        let watchdog_flush = telemetry.flusher();
+        if let Err(error) = shutdown.install_signal_handlers(
+            move |cut_off| {
+                tracing::error!(
+                    r#type = "alarm",
+                    requests_cut_off = cut_off,
+                    "shutdown deadline reached: {cut_off} requests cut off, exiting"
+                );
+                watchdog_flush.flush(flush_budget);
+                std::process::exit(1);
+            },
+            |trigger| {
+                tracing::warn!(signal = trigger.as_str(), "second signal: exiting at once");
+                std::process::exit(128 + signal_number(trigger));
+            },
+        ) {
+            tracing::error!(r#type = "alarm", %error, "could not install signal handlers");
+            return ExitCode::FAILURE;
+        }
+
+        let listener = match crate::http::server::bind(settings.port) {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::error!(r#type = "alarm", port = settings.port, %error, "could not bind the port");
+                return ExitCode::FAILURE;
+            }
+        };
+        let health = health.build(settings.health.clone());
+        let _health_tasks = health.spawn();
+        for (name, task) in startup {
+            let guard = health.startup_guard();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                match task.await {
+                    Ok(()) => tracing::info!(
+                        task = &*name,
+                        duration_ms = elapsed_ms(started),
+                        "startup task finished"
+                    ),
+                    Err(error) => {
+                        tracing::error!(
+                            r#type = "alarm",
+                            task = &*name,
+                            error = %telemetry::redact::redact(&error.to_string()),
+                            "startup task failed: shutting down"
+                        );
+                        shutdown.trigger();
+                    }
+                }
+                drop(guard);
+            });
+        }
+
+        let app = app.merge(health.routes()).layer(shutdown.layer());
+        let stop_accepting = CancellationToken::new();
+        let graceful = GracefulShutdown::new();
+        tracing::info!(
+            port = settings.port,
+            service = %settings.service.name,
+            version = %settings.service.version,
+            "listening"
+        );
+        // The accept loop borrows `graceful`; it must be gone before `graceful.shutdown()` consumes it.
+        let (started, timeline) = {
+            let serving =
+                crate::http::server::serve(listener, app, stop_accepting.clone(), &graceful);
+            tokio::pin!(serving);
+            let (started, trigger) = tokio::select! {
+                started = shutdown.started() => started,
+                // The accept loop only ends when asked to; should it end early, shut down cleanly.
+                () = &mut serving => (Instant::now(), Trigger::Internal),
+            };
+            let timeline = settings.shutdown.timeline(started);
+
+            health.set_shutting_down();
+            tracing::info!(
+                phase = "readiness_off",
+                signal = trigger.as_str(),
+                elapsed_ms = elapsed_ms(started),
+                in_flight = shutdown.in_flight(),
+                "shutdown started: readiness is 503, still serving for {}",
+                humantime::format_duration(settings.shutdown.delay)
+            );
+            tokio::select! {
+                () = sleep_until(timeline.drain_start.into()) => {}
+                () = &mut serving => {}
+            }
+
+            stop_accepting.cancel();
+            serving.await;
+            (started, timeline)
+        };
+        shutdown.begin_drain();
+        tracing::info!(
+            phase = "drain",
+            elapsed_ms = elapsed_ms(started),
+            in_flight = shutdown.in_flight(),
+            "stopped accepting: waiting for in-flight requests"
+        );
+        let drained = timeout_at(timeline.drain_deadline.into(), graceful.shutdown())
+            .await
+            .is_ok();
+
+        tracing::info!(
+            phase = "hooks",
+            elapsed_ms = elapsed_ms(started),
+            in_flight = shutdown.in_flight(),
+            drained,
+            "running {} shutdown hooks",
+            hooks.len()
+        );
+        let hooks_finished = run_hooks(hooks, timeline.hooks_deadline).await;
+
+        let cut_off = shutdown.in_flight();
+        tracing::info!(
+            phase = "flush",
+            elapsed_ms = elapsed_ms(started),
+            in_flight = cut_off,
+            "flushing telemetry"
+        );
+        let exit = if cut_off == 0 && hooks_finished {
+            tracing::info!(
+                phase = "exit",
+                elapsed_ms = elapsed_ms(started),
+                "shutdown complete"
+            );
+            ExitCode::SUCCESS
+        } else {
+            tracing::error!(
+                r#type = "alarm",
+                phase = "exit",
+                elapsed_ms = elapsed_ms(started),
+                requests_cut_off = cut_off,
+                hooks_finished,
+                "shutdown deadline reached: {cut_off} requests cut off, exiting"
+            );
+            ExitCode::FAILURE
+        };
+        telemetry.flush(timeline.deadline.saturating_duration_since(Instant::now()));
+        exit
+    }
+}
+
+async fn run_hooks(hooks: Vec<(Cow<'static, str>, HookFn)>, deadline: Instant) -> bool {
+    let mut running = tokio::task::JoinSet::new();
+    for (name, hook) in hooks {
+        let future = hook();
+        running.spawn(async move {
+            let started = Instant::now();
+            future.await;
+            tracing::info!(
+                hook = &*name,
+                duration_ms = elapsed_ms(started),
+                "shutdown hook finished"
+            );
+        });
+    }
+    let all = async { while running.join_next().await.is_some() {} };
+    let finished = timeout_at(deadline.into(), all).await.is_ok();
+    if !finished {
+        tracing::error!(
+            r#type = "alarm",
+            still_running = running.len(),
+            "shutdown hooks cut off at their deadline"
+        );
+    }
+    finished
+}
+
+fn elapsed_ms(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+fn signal_number(trigger: Trigger) -> i32 {
+    match trigger {
+        Trigger::Sigint => 2,
+        _ => 15,
+    }
+}

@@ -1,0 +1,66 @@
+//! Request telemetry: logs in the eHealth logging model, B3 propagation, span export.
+//!
+//! # Layout
+//! - [`log`]: one JSON object per line on stdout in the eHealth logging model, written off the request path.
+//! - [`redact`]: masking of credentials and CPR numbers, applied to every output.
+
+use crate::config::{ConfigError, Env, ServiceIdentity};
+
+pub mod log;
+pub mod redact;
+
+pub use log::{LogFormat, LogSettings};
+
+/// Logs, propagation and export settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TelemetrySettings {
+    /// Log level and format.
+    pub log: LogSettings,
+}
+
+impl TelemetrySettings {
+    /// Reads the telemetry variables.
+    pub fn from_env(env: &Env, _service: &ServiceIdentity) -> Result<Self, ConfigError> {
+        Ok(Self {
+            log: LogSettings::from_env(env)?,
+        })
+    }
+}
+
+/// Failure to install the telemetry pipeline.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TelemetryError {
+    /// A global tracing subscriber is already installed.
+    #[error("a global tracing subscriber is already installed")]
+    AlreadyInstalled,
+}
+
+/// Keeps the telemetry pipeline running; [`TelemetryGuard::flush`] drains it at shutdown.
+#[derive(Debug)]
+pub struct TelemetryGuard {
+    log: log::LogGuard,
+}
+
+impl TelemetryGuard {
+    /// Writes out buffered log lines, waiting at most `timeout`.
+    pub fn flush(&self, timeout: std::time::Duration) {
+        self.log.flush(timeout);
+    }
+
+    /// A handle that can flush from any thread, such as the shutdown watchdog.
+    pub fn flusher(&self) -> log::LogGuard {
+        self.log.clone()
+    }
+}
+
+/// Installs the global tracing subscriber.
+pub fn init(
+    settings: &TelemetrySettings,
+    service: &ServiceIdentity,
+) -> Result<TelemetryGuard, TelemetryError> {
+    Ok(TelemetryGuard {
+        log: log::init(&settings.log, service)?,
+    })
+}
