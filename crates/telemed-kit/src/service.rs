@@ -219,6 +219,8 @@ impl Service {
             port = settings.port,
             service = %settings.service.name,
             version = %settings.service.version,
+            shutdown_grace_period_ms = millis(settings.shutdown.grace_period),
+            shutdown_delay_ms = millis(settings.shutdown.delay),
             "listening"
         );
         // The accept loop borrows `graceful`; it must be gone before `graceful.shutdown()` consumes it.
@@ -329,7 +331,11 @@ async fn run_hooks(hooks: Vec<(Cow<'static, str>, HookFn)>, deadline: Instant) -
 }
 
 fn elapsed_ms(since: Instant) -> u64 {
-    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+    millis(since.elapsed())
+}
+
+fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn signal_number(trigger: Trigger) -> i32 {

@@ -3,9 +3,11 @@
 //! # Layout
 //! - [`log`]: one JSON object per line on stdout in the eHealth logging model, written off the request path.
 //! - [`redact`]: masking of credentials and CPR numbers, applied to every output.
+//! - [`context`]: the current request's context (trace id, headers to forward), set by the server stack.
 
 use crate::config::{ConfigError, Env, ServiceIdentity};
 
+pub mod context;
 pub mod log;
 pub mod redact;
 
