@@ -25,6 +25,7 @@
 //! - [`health`]: `/healthz`, `/readyz` and `/livez`, answered from background results.
 //! - [`telemetry`]: logs, redaction, propagation and export.
 //! - [`Service`] wires them together.
+//! - `testing` (feature `testing`): run a service binary as a real process in tests.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -35,6 +36,8 @@ pub mod health;
 pub mod http;
 pub mod shutdown;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 mod service;
 

@@ -1,0 +1,408 @@
+//! Lifecycle of a kit service as a real process with real signals: probes, the shutdown phases, the deadline
+//! watchdog, a stalled runtime, PID 1, and configuration errors.
+
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use telemed_kit::testing::{HttpResponse, ServiceProcess, Signal, http_get, http_request};
+
+const BIN: &str = env!("CARGO_BIN_EXE_kit-testbed");
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn start(env: &[(&str, &str)]) -> ServiceProcess {
+    let service = ServiceProcess::spawn(BIN, env).expect("spawn the testbed");
+    service
+        .wait_for_log(|line| line["body"] == "listening", START_TIMEOUT)
+        .expect("the service logs that it is listening");
+    service
+}
+
+fn body_contains(needle: &'static str) -> impl FnMut(&Value) -> bool {
+    move |line| {
+        line["body"]
+            .as_str()
+            .is_some_and(|body| body.contains(needle))
+    }
+}
+
+fn get(service: &ServiceProcess, path: &str) -> HttpResponse {
+    http_get(service.addr(), path, PROBE_TIMEOUT)
+        .unwrap_or_else(|error| panic!("GET {path}: {error}"))
+}
+
+/// Runs `GET path` on its own thread, so that it can be in flight while the test goes on.
+fn get_in_background(
+    service: &ServiceProcess,
+    path: &str,
+    timeout: Duration,
+) -> mpsc::Receiver<std::io::Result<HttpResponse>> {
+    let (sender, receiver) = mpsc::channel();
+    let (addr, path) = (service.addr(), path.to_owned());
+    std::thread::spawn(move || {
+        let _ = sender.send(http_get(addr, &path, timeout));
+    });
+    receiver
+}
+
+#[test]
+fn readiness_is_503_until_a_slow_startup_task_completes() {
+    let service = start(&[("TESTBED_STARTUP_DELAY", "1500ms")]);
+    let ready = get(&service, "/healthz");
+    assert_eq!(ready.status, 503);
+    assert_eq!(ready.json().unwrap()["status"], "starting");
+    assert_eq!(
+        get(&service, "/livez").status,
+        200,
+        "liveness does not wait for startup"
+    );
+
+    service
+        .wait_for_log(
+            body_contains("startup task finished"),
+            Duration::from_secs(10),
+        )
+        .expect("the startup task finishes");
+    let ready = get(&service, "/healthz");
+    assert_eq!(
+        (ready.status, ready.json().unwrap()["status"].as_str()),
+        (200, Some("ready"))
+    );
+    assert_eq!(get(&service, "/readyz").status, 200);
+    assert_eq!(
+        http_request(service.addr(), "HEAD", "/healthz", &[], b"", PROBE_TIMEOUT)
+            .unwrap()
+            .status,
+        200,
+        "probes answer HEAD"
+    );
+}
+
+#[test]
+fn sigterm_turns_readiness_off_serves_through_the_delay_and_drains_in_flight_requests() {
+    let service = start(&[("SHUTDOWN_DELAY", "1s"), ("SHUTDOWN_GRACE_PERIOD", "5s")]);
+    assert_eq!(get(&service, "/healthz").status, 200);
+    let in_flight = get_in_background(&service, "/slow?ms=2000", Duration::from_secs(10));
+    service
+        .wait_for_log(
+            body_contains("slow request started"),
+            Duration::from_secs(5),
+        )
+        .expect("the slow request reaches its handler");
+
+    let signalled = Instant::now();
+    service.signal(Signal::Term).unwrap();
+    loop {
+        if get(&service, "/healthz").status == 503 {
+            break;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_millis(100),
+            "readiness still 200 100 ms after SIGTERM"
+        );
+    }
+
+    let during_delay = get(&service, "/livez");
+    assert_eq!(
+        during_delay.status, 200,
+        "a new connection during the delay is served"
+    );
+    assert_eq!(
+        during_delay.header("connection"),
+        Some("close"),
+        "keep-alive clients are told to reconnect"
+    );
+
+    let finished = in_flight
+        .recv()
+        .unwrap()
+        .expect("the in-flight request completes");
+    assert_eq!((finished.status, finished.body.as_str()), (200, "done"));
+
+    let (status, lines) = service.finish(Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        status.expect("exits inside the grace period").code(),
+        Some(0)
+    );
+    assert!(
+        signalled.elapsed() < Duration::from_millis(4500),
+        "exits before the deadline"
+    );
+    let phases: Vec<String> = lines
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|line| line["phase"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(phases, ["readiness_off", "drain", "hooks", "flush", "exit"]);
+}
+
+#[test]
+fn a_request_that_never_finishes_is_cut_off_before_the_deadline_with_exit_1() {
+    let service = start(&[("SHUTDOWN_DELAY", "500ms"), ("SHUTDOWN_GRACE_PERIOD", "3s")]);
+    let _hanging = get_in_background(&service, "/hang", Duration::from_secs(10));
+    service
+        .wait_for_log(
+            body_contains("hanging request started"),
+            Duration::from_secs(5),
+        )
+        .expect("the request reaches its handler");
+    let signalled = Instant::now();
+    service.signal(Signal::Term).unwrap();
+    let (status, lines) = service.finish(Duration::from_secs(5)).unwrap();
+    let elapsed = signalled.elapsed();
+    assert_eq!(status.and_then(|status| status.code()), Some(1));
+    assert!(
+        elapsed < Duration::from_millis(2500),
+        "exited {elapsed:?} after SIGTERM, deadline is 2.5 s"
+    );
+    let cut_off: Vec<&String> = lines
+        .iter()
+        .filter(|line| line.contains("requests cut off"))
+        .collect();
+    assert_eq!(cut_off.len(), 1, "one cut-off line: {lines:#?}");
+    let line: Value = serde_json::from_str(cut_off[0]).unwrap();
+    assert_eq!(line["requests_cut_off"], 1);
+}
+
+#[test]
+fn a_blocked_runtime_fails_liveness_then_recovers_and_cannot_stop_the_deadline() {
+    let service = start(&[
+        ("LIVENESS_STALL_THRESHOLD", "500ms"),
+        ("SHUTDOWN_DELAY", "500ms"),
+        ("SHUTDOWN_GRACE_PERIOD", "3s"),
+    ]);
+    assert_eq!(get(&service, "/livez").status, 200);
+
+    // Two blocking requests occupy both runtime workers for 3 s.
+    let blocked: Vec<_> = (0..2)
+        .map(|_| get_in_background(&service, "/block?ms=3000", Duration::from_secs(10)))
+        .collect();
+    for _ in 0..2 {
+        service
+            .wait_for_log(
+                body_contains("blocking request started"),
+                Duration::from_secs(5),
+            )
+            .expect("both workers are blocked");
+    }
+    let stalled = http_get(service.addr(), "/livez", PROBE_TIMEOUT);
+    assert!(
+        !matches!(&stalled, Ok(response) if response.status == 200),
+        "liveness must fail while the runtime is stalled: {stalled:?}"
+    );
+    for request in blocked {
+        assert_eq!(request.recv().unwrap().unwrap().body, "unblocked");
+    }
+    let recovered = Instant::now();
+    while get(&service, "/livez").status != 200 {
+        assert!(
+            recovered.elapsed() < Duration::from_secs(2),
+            "liveness recovers once the stall ends"
+        );
+    }
+
+    // Block both workers past the whole grace period, then ask for shutdown: the watchdog thread still ends
+    // the process at the deadline.
+    for _ in 0..2 {
+        let _ = get_in_background(&service, "/block?ms=20000", Duration::from_secs(30));
+    }
+    for _ in 0..2 {
+        service
+            .wait_for_log(
+                body_contains("blocking request started"),
+                Duration::from_secs(5),
+            )
+            .expect("both workers are blocked again");
+    }
+    let signalled = Instant::now();
+    service.signal(Signal::Term).unwrap();
+    let (status, lines) = service.finish(Duration::from_secs(6)).unwrap();
+    let elapsed = signalled.elapsed();
+    assert_eq!(
+        status.expect("the watchdog ends the process").code(),
+        Some(1)
+    );
+    assert!(
+        elapsed >= Duration::from_millis(2500) - Duration::from_millis(50),
+        "not before the deadline: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "before the grace period ends: {elapsed:?}"
+    );
+    assert!(
+        lines.iter().any(|line| line.contains("requests cut off")),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let mut service = start(&[("SHUTDOWN_DELAY", "2s"), ("SHUTDOWN_GRACE_PERIOD", "5s")]);
+    service.signal(Signal::Int).unwrap();
+    service
+        .wait_for_log(
+            |line| line["phase"] == "readiness_off",
+            Duration::from_secs(5),
+        )
+        .expect("shutdown starts");
+    let second = Instant::now();
+    service.signal(Signal::Term).unwrap();
+    let status = service
+        .wait_exit(Duration::from_secs(1))
+        .unwrap()
+        .expect("exits at once");
+    assert_eq!(status.code(), Some(128 + 15));
+    assert!(second.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn shutdown_hooks_run_after_draining() {
+    let service = start(&[
+        ("SHUTDOWN_DELAY", "200ms"),
+        ("SHUTDOWN_GRACE_PERIOD", "3s"),
+        ("TESTBED_HOOK_DURATION", "100ms"),
+    ]);
+    service.signal(Signal::Term).unwrap();
+    let (status, lines) = service.finish(Duration::from_secs(5)).unwrap();
+    assert_eq!(status.and_then(|status| status.code()), Some(0));
+    let order: Vec<&str> = [
+        "stopped accepting",
+        "shutdown hook finished",
+        "shutdown complete",
+    ]
+    .into_iter()
+    .map(|needle| {
+        let index = lines.iter().position(|line| line.contains(needle));
+        assert!(index.is_some(), "missing {needle:?} in {lines:#?}");
+        needle
+    })
+    .collect();
+    let positions: Vec<usize> = order
+        .iter()
+        .filter_map(|needle| lines.iter().position(|line| line.contains(needle)))
+        .collect();
+    assert!(
+        positions.windows(2).all(|pair| pair[0] < pair[1]),
+        "phases out of order: {lines:#?}"
+    );
+}
+
+#[test]
+fn sigterm_is_handled_when_the_service_is_pid_1() {
+    let mut command = Command::new("unshare");
+    // --kill-child: should the test fail and kill unshare, the service in the namespace goes too.
+    command.args(["--pid", "--fork", "--mount-proc", "--kill-child", BIN]);
+    let service = ServiceProcess::spawn_command(
+        &mut command,
+        &[("SHUTDOWN_DELAY", "200ms"), ("SHUTDOWN_GRACE_PERIOD", "3s")],
+    )
+    .expect("unshare is available and we may create a PID namespace");
+    service
+        .wait_for_log(|line| line["body"] == "listening", START_TIMEOUT)
+        .expect("the service starts as PID 1");
+    // `unshare --fork` waits for its child, which is PID 1 in the new namespace; signal that child.
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", service.pid())).unwrap();
+    let pid1: u32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    let status_file = std::fs::read_to_string(format!("/proc/{pid1}/status")).unwrap();
+    let ns_pid = status_file
+        .lines()
+        .find(|line| line.starts_with("NSpid:"))
+        .unwrap();
+    assert!(
+        ns_pid.split_whitespace().last() == Some("1"),
+        "the service is PID 1 in its namespace: {ns_pid}"
+    );
+
+    telemed_kit::testing::send_signal(pid1, Signal::Term).unwrap();
+    let (status, lines) = service.finish(Duration::from_secs(5)).unwrap();
+    assert_eq!(status.expect("PID 1 handles SIGTERM").code(), Some(0));
+    assert!(lines.iter().any(|line| line.contains("shutdown complete")));
+}
+
+#[test]
+fn each_invalid_configuration_value_exits_2_with_one_line() {
+    let cases = [
+        ("PORT", "80a", "expected a port number from 1 to 65535"),
+        ("PORT", "0", "expected a port number from 1 to 65535"),
+        ("OTEL_SERVICE_NAME", "bad name!", "expected a service name"),
+        (
+            "SHUTDOWN_GRACE_PERIOD",
+            "ten seconds",
+            "expected a duration such as 500ms or 10s",
+        ),
+        (
+            "SHUTDOWN_GRACE_PERIOD",
+            "1s",
+            "expected a duration from 2s 500ms to 1h",
+        ),
+        (
+            "SHUTDOWN_DELAY",
+            "3",
+            "expected a duration such as 500ms or 10s",
+        ),
+        ("SHUTDOWN_DELAY", "9s", "expected at most 7s 500ms"),
+        (
+            "LIVENESS_STALL_THRESHOLD",
+            "fast",
+            "expected a duration such as 500ms or 10s",
+        ),
+        (
+            "LIVENESS_STALL_THRESHOLD",
+            "1ms",
+            "expected a duration of at least 100ms",
+        ),
+        (
+            "READINESS_CHECK_INTERVAL",
+            "often",
+            "expected a duration such as 500ms or 10s",
+        ),
+        (
+            "READINESS_CHECK_TIMEOUT",
+            "1ms",
+            "expected a duration of at least 10ms",
+        ),
+        ("LOG_FORMAT", "xml", "expected json or pretty"),
+        ("LOG_LEVEL", "loud=[", "expected a level"),
+    ];
+    for (variable, value, expected) in cases {
+        // `timeout` turns a configuration wrongly accepted (a service that keeps running) into a failure.
+        let output = Command::new("timeout")
+            .args(["10", BIN])
+            .env("PORT", "1")
+            .env(variable, value)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{variable}={value}: {stdout}"
+        );
+        assert_eq!(
+            lines.len(),
+            1,
+            "{variable}={value}: exactly one line, got {stdout}"
+        );
+        let line: Value = serde_json::from_str(lines[0]).expect("the line is JSON");
+        let body = line["body"].as_str().unwrap();
+        assert!(
+            body.starts_with(&format!("{variable}={value:?}: ")),
+            "{body}"
+        );
+        assert!(body.contains(expected), "{body} should contain {expected}");
+        assert_eq!(
+            (line["severity"].as_str(), line["type"].as_str()),
+            (Some("high"), Some("alarm"))
+        );
+        assert!(
+            output.stderr.is_empty(),
+            "no backtrace or other noise: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
