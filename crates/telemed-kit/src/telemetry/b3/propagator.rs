@@ -186,7 +186,11 @@ impl TextMapPropagator for B3Propagator {
         let Some(b3) = B3Context::outbound(cx) else {
             return;
         };
-        injector.reserve(if self.inject == B3Inject::Both { 5 } else { 4 });
+        injector.reserve(match self.inject {
+            B3Inject::Multi => 4,
+            B3Inject::Single => 1,
+            B3Inject::Both => 5,
+        });
         if self.inject.multi() {
             if let Some(trace_id) = b3.trace_id_text() {
                 injector.set(X_B3_TRACE_ID, trace_id.as_str().to_owned());
