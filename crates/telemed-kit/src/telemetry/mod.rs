@@ -7,9 +7,11 @@
 
 use crate::config::{ConfigError, Env, ServiceIdentity};
 
+pub mod b3;
 pub mod context;
 pub mod log;
 pub mod redact;
+pub mod sampler;
 
 pub use log::{LogFormat, LogSettings};
 
