@@ -1,18 +1,15 @@
-//! Logs in the eHealth logging model.
-
-use std::io::Write;
+//! `LOG_LEVEL` and `LOG_FORMAT`.
 
 use tracing_subscriber::EnvFilter;
 
-use super::TelemetryError;
-use crate::config::{ConfigError, Env, ServiceIdentity};
+use crate::config::{ConfigError, Env};
 
 /// `LOG_FORMAT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     /// One JSON object per line (the platform's format).
     Json,
-    /// Human-readable, for local development only.
+    /// tracing-subscriber's human-readable format, for local development only.
     Pretty,
 }
 
@@ -20,7 +17,10 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct LogSettings {
-    /// `LOG_LEVEL`: a level or tracing directives. Defaults to `info`.
+    /// `LOG_LEVEL`: a level (`error`, `warn`, `info`, `debug`, `trace`, `off`) or tracing `EnvFilter`
+    /// directives such as `info,telemed_kit=debug`. A single word must be a level: to `EnvFilter` a bare
+    /// word is a target, so a typo like `inf` would silently turn off every other log line. Defaults to
+    /// `info`.
     pub directives: String,
     /// `LOG_FORMAT`: `json` or `pretty`. Defaults to `json`.
     pub format: LogFormat,
@@ -33,7 +33,7 @@ impl LogSettings {
             .parse_with(
                 "LOG_LEVEL",
                 "a level (error, warn, info, debug, trace) or tracing directives",
-                |raw| EnvFilter::builder().parse(raw).ok().map(|_| raw.to_owned()),
+                |raw| valid_directives(raw).then(|| raw.to_owned()),
             )?
             .unwrap_or_else(|| "info".to_owned());
         let format = env
@@ -45,43 +45,55 @@ impl LogSettings {
             .unwrap_or(LogFormat::Json);
         Ok(Self { directives, format })
     }
-}
 
-/// Flushes buffered lines.
-#[derive(Debug, Clone)]
-pub struct LogGuard;
-
-impl LogGuard {
-    /// Writes out buffered lines, waiting at most `timeout`.
-    pub fn flush(&self, _timeout: std::time::Duration) {
-        let _ = std::io::stdout().flush();
+    /// The filter for `directives` (already validated by [`LogSettings::from_env`]).
+    pub fn filter(&self) -> EnvFilter {
+        EnvFilter::builder().parse_lossy(&self.directives)
     }
 }
 
-pub(crate) fn init(
-    settings: &LogSettings,
-    _service: &ServiceIdentity,
-) -> Result<LogGuard, TelemetryError> {
-    let filter = EnvFilter::builder().parse_lossy(&settings.directives);
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stdout)
-        .try_init()
-        .map_err(|_| TelemetryError::AlreadyInstalled)?;
-    Ok(LogGuard)
+fn valid_directives(raw: &str) -> bool {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let single_word = !raw.contains([',', '=', '[']);
+    if single_word && !LEVELS.iter().any(|level| raw.eq_ignore_ascii_case(level)) {
+        return false;
+    }
+    EnvFilter::builder().parse(raw).is_ok()
 }
 
-/// Writes one `high`/`alarm` line for a startup failure, before logging is set up.
-pub(crate) fn write_startup_error(message: &str) {
-    let line = serde_json::json!({
-        "time": humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
-        "app": std::env::var("OTEL_SERVICE_NAME").unwrap_or_default(),
-        "body": message,
-        "severity": "high",
-        "subject": "telemed_kit::config",
-        "type": "alarm",
-    });
-    let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "{line}");
-    let _ = stdout.flush();
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_info_and_json() {
+        let settings = LogSettings::from_env(&Env::from_pairs::<&str, &str>([])).unwrap();
+        assert_eq!(settings.directives, "info");
+        assert_eq!(settings.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn levels_and_directives_are_accepted_and_bad_values_named() {
+        for level in [
+            "debug",
+            "WARN",
+            "off",
+            "info,telemed_kit=debug,hyper=warn",
+            "my_crate=trace",
+        ] {
+            let env = Env::from_pairs([("LOG_LEVEL", level), ("LOG_FORMAT", "pretty")]);
+            let settings = LogSettings::from_env(&env).unwrap();
+            assert_eq!(settings.directives, level);
+            assert_eq!(settings.format, LogFormat::Pretty);
+        }
+        for bad in ["inf", "verbose", "info,hyper=loud", "[{"] {
+            let error = LogSettings::from_env(&Env::from_pairs([("LOG_LEVEL", bad)])).unwrap_err();
+            assert_eq!(error.variable(), "LOG_LEVEL", "{bad}");
+        }
+        let error = LogSettings::from_env(&Env::from_pairs([("LOG_FORMAT", "xml")])).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            r#"LOG_FORMAT="xml": expected json or pretty"#
+        );
+    }
 }
