@@ -609,8 +609,25 @@ fn flush_returns_at_once_when_nothing_is_queued_or_the_writer_is_gone() {
     assert!(writer.write_line(Severity::Low, b"{}\n"));
     drop(writer);
     assert!(guard.flush(FLUSH));
-    // The writer thread has ended with its producers; lines can no longer be queued, and nothing waits.
+    // The writer thread has ended with its producers: nothing is left to wait for.
     assert!(guard.flush(Duration::ZERO));
+}
+
+#[test]
+fn dropping_the_guard_writes_what_is_queued() {
+    let capture = Capture::default();
+    let (writer, guard) =
+        non_blocking("test-app", capture.clone(), QueueLimits::default()).unwrap();
+    // Kept alive, as the global subscriber's writer is at process exit: the writer thread is not told to
+    // finish, so only the guard's drop makes it write now.
+    let _producer = writer.clone();
+    tracing::subscriber::with_default(subscriber(JsonLayer::new(writer)), || {
+        for n in 0..100 {
+            tracing::info!(n, "before exit");
+        }
+    });
+    drop(guard);
+    assert_eq!(parse(&capture.text()).len(), 100);
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //! Callers append finished lines to a shared byte buffer under a short lock; the writer thread swaps that
 //! buffer for an empty one and writes the whole batch with one `write_all`. No line is allocated on its own,
 //! the lock is held only for a copy, and a slow or blocked stdout delays nothing but the writer thread.
+//! The writer lingers a millisecond after the first line of a batch (`LINGER`), so that callers rarely
+//! have to wake it.
 //!
 //! # Overload
 //! The buffer holds at most [`QueueLimits::capacity`] bytes of lines below `high`; a line that does not fit
@@ -147,10 +149,24 @@ impl LogWriter {
 }
 
 /// Flushes the queue from any thread; cloning is cheap.
+///
+/// Dropping a guard while lines are still queued flushes them, waiting at most one second (as
+/// tracing-appender's `WorkerGuard` does), so that a `main` that returns early does not lose its last lines
+/// when the process ends and takes the writer thread with it.
 #[derive(Debug, Clone)]
 pub struct LogGuard {
     shared: Arc<Shared>,
 }
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        self.shared.flush(DROP_FLUSH_TIMEOUT);
+    }
+}
+
+/// How long dropping a [`LogGuard`] waits for queued lines: long enough for a healthy stdout, short enough
+/// not to hold up an exit when stdout is stuck.
+const DROP_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl LogGuard {
     /// Blocks until every line queued before the call is written and the sink flushed, or `timeout` passes;
@@ -206,8 +222,13 @@ struct State {
     written: u64,
     /// Drops not yet reported in a line.
     unreported: [u64; 5],
-    /// The writer thread waits on `queued`, so a producer must notify it.
+    /// The writer thread waits on `queued` for work, so a producer must notify it.
     writer_idle: bool,
+    /// The writer thread waits on `queued` for more lines to batch; only a half-full queue, a flush or
+    /// closing cuts that short.
+    lingering: bool,
+    /// A flush waits: the writer should not linger.
+    flush_requested: bool,
     /// Every producer is gone.
     closed: bool,
     /// The writer thread ended (or panicked in the sink): nothing more will be written.
@@ -245,8 +266,12 @@ impl Shared {
             state.unreported[severity.index()] += 1;
             self.dropped[severity.index()].fetch_add(1, Ordering::Relaxed);
         }
-        let wake = state.writer_idle;
-        state.writer_idle = false;
+        let wake = state.writer_idle
+            || (state.lingering && state.pending.len() >= self.limits.capacity / 2);
+        if wake {
+            state.writer_idle = false;
+            state.lingering = false;
+        }
         drop(state);
         if wake {
             self.queued.notify_one();
@@ -258,6 +283,10 @@ impl Shared {
         let deadline = Instant::now().checked_add(timeout);
         let mut state = self.lock();
         let target = state.accepted;
+        if state.written < target {
+            state.flush_requested = true;
+            self.queued.notify_one();
+        }
         while state.written < target && !state.writer_gone {
             let remaining = match deadline {
                 Some(deadline) => deadline.saturating_duration_since(Instant::now()),
@@ -294,6 +323,12 @@ impl Drop for WriterGone<'_> {
     }
 }
 
+/// How long the writer thread waits for more lines after the first one arrives. Waking the thread for every
+/// line would cost each caller a futex wake and a context switch, which is most of the cost of a log line;
+/// waiting a millisecond turns a busy stream into one wake and one `write` per batch. A flush, closing, or a
+/// half-full queue ends the wait early.
+const LINGER: Duration = Duration::from_millis(1);
+
 fn write_loop<W: Write>(shared: &Shared, mut sink: W) {
     let _gone = WriterGone(shared);
     let mut batch = Vec::new();
@@ -313,6 +348,16 @@ fn write_loop<W: Write>(shared: &Shared, mut sink: W) {
             if state.pending.is_empty() && state.unreported == [0; 5] {
                 return;
             }
+            if !state.closed && !state.flush_requested {
+                state.lingering = true;
+                state = shared
+                    .queued
+                    .wait_timeout(state, LINGER)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+                state.lingering = false;
+            }
+            state.flush_requested = false;
             std::mem::swap(&mut state.pending, &mut batch);
             (state.accepted, std::mem::take(&mut state.unreported))
         };
