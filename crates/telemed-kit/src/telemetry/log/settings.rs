@@ -32,7 +32,7 @@ impl LogSettings {
         let directives = env
             .parse_with(
                 "LOG_LEVEL",
-                "a level (error, warn, info, debug, trace) or tracing directives",
+                "a level (error, warn, info, debug, trace, off) or tracing directives",
                 |raw| valid_directives(raw).then(|| raw.to_owned()),
             )?
             .unwrap_or_else(|| "info".to_owned());

@@ -152,7 +152,8 @@ impl LogWriter {
 ///
 /// Dropping a guard while lines are still queued flushes them, waiting at most one second (as
 /// tracing-appender's `WorkerGuard` does), so that a `main` that returns early does not lose its last lines
-/// when the process ends and takes the writer thread with it.
+/// when the process ends and takes the writer thread with it. It does not wait when an earlier flush timed
+/// out and nothing was written since: stdout is stuck, and the process should exit on time.
 #[derive(Debug, Clone)]
 pub struct LogGuard {
     shared: Arc<Shared>,
@@ -160,7 +161,15 @@ pub struct LogGuard {
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
-        self.shared.flush(DROP_FLUSH_TIMEOUT);
+        // A flush that already timed out with no line written since means stdout is stuck: waiting again
+        // would only push the exit past the shutdown deadline.
+        let stuck = {
+            let state = self.shared.lock();
+            state.stalled_at == Some(state.written)
+        };
+        if !stuck {
+            self.shared.flush(DROP_FLUSH_TIMEOUT);
+        }
     }
 }
 
@@ -233,6 +242,8 @@ struct State {
     closed: bool,
     /// The writer thread ended (or panicked in the sink): nothing more will be written.
     writer_gone: bool,
+    /// `written` when a flush last timed out.
+    stalled_at: Option<u64>,
 }
 
 impl Shared {
@@ -293,6 +304,7 @@ impl Shared {
                 None => Duration::MAX,
             };
             if remaining.is_zero() {
+                state.stalled_at = Some(state.written);
                 return false;
             }
             state = self
