@@ -26,7 +26,8 @@
 //!   in the first six digits and masking too much is the safe mistake. A run of more or fewer digits is not a
 //!   CPR number (an 11-digit id keeps its digits); letters next to the digits do not matter (`cpr0102031234`
 //!   is masked). The check digit is not checked: CPR numbers issued since 2007 need not satisfy modulus 11.
-//!   A percent escape right before the digits (`%200102031234`, a URL-encoded space) is not counted as digits.
+//!   A percent escape right before the digits (`%200102031234`, a URL-encoded space) is not counted as
+//!   digits.
 //! - **Credentials after an authentication scheme**: `Bearer <token>` always; `Basic <token>` unless the word
 //!   after `Basic` is a plain lower-case word, so that prose like "basic check failed" stays readable (a
 //!   base64 credential is mixed-case, or holds digits or `+/=`).
@@ -122,7 +123,8 @@ pub fn is_sensitive_header(name: &str) -> bool {
 }
 
 /// The value of header `name` as it may be logged: fully masked for a [sensitive](is_sensitive_header)
-/// header (an empty value stays empty, so that a missing credential is still visible), [`redact`]ed otherwise.
+/// header (an empty value stays empty, so that a missing credential is still visible), [`redact`]ed
+/// otherwise.
 pub fn header_value<'a>(name: &str, value: &'a str) -> Cow<'a, str> {
     if is_sensitive_header(name) {
         if value.is_empty() {

@@ -263,8 +263,8 @@ pub(crate) struct Header<'a> {
     pub(crate) kind: EventType,
 }
 
-/// Appends `{"time":…,"app":…,"body":…,["id":…,]"severity":…,"subject":…,"type":…`; the caller appends
-/// any extra `,"key":value` pairs and then [`end_line`].
+/// Appends `{"time":…,"app":…,"body":…,["id":…,]"severity":…,"subject":…,"type":…`; the caller
+/// appends any extra `,"key":value` pairs and then [`end_line`].
 pub(crate) fn begin_line(
     buf: &mut Vec<u8>,
     clock: &mut Clock,

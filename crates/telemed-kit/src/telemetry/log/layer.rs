@@ -22,20 +22,29 @@ const KEEP_CAPACITY: usize = 64 * 1024;
 
 /// Formats events in the eHealth logging model and queues them on a [`LogWriter`].
 ///
-/// See the [module documentation](super) for the line format. [`init`](super::init) installs it with
-/// stdout as the sink; tests build it over a capture buffer:
+/// See the [module documentation](super) for the line format. [`telemetry::init`](crate::telemetry::init)
+/// installs it with stdout as the sink; tests build it over a capture buffer:
 ///
 /// ```
+/// use std::sync::{Arc, Mutex};
 /// use std::time::Duration;
 /// use tracing_subscriber::layer::SubscriberExt;
 /// use telemed_kit::telemetry::log::{JsonLayer, QueueLimits, non_blocking};
 ///
-/// let sink = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-/// # struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-/// # impl std::io::Write for Capture {
-/// #     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> { self.0.lock().unwrap().extend_from_slice(b); Ok(b.len()) }
-/// #     fn flush(&mut self) -> std::io::Result<()> { Ok(()) }
-/// # }
+/// struct Capture(Arc<Mutex<Vec<u8>>>);
+///
+/// impl std::io::Write for Capture {
+///     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+///         self.0.lock().unwrap().extend_from_slice(bytes);
+///         Ok(bytes.len())
+///     }
+///
+///     fn flush(&mut self) -> std::io::Result<()> {
+///         Ok(())
+///     }
+/// }
+///
+/// let sink = Arc::new(Mutex::new(Vec::new()));
 /// let (writer, guard) = non_blocking("my-service", Capture(sink.clone()), QueueLimits::default()).unwrap();
 /// let subscriber = tracing_subscriber::registry().with(JsonLayer::new(writer));
 /// tracing::subscriber::with_default(subscriber, || tracing::warn!(port = 8080, "cannot reach the store"));

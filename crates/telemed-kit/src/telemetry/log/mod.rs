@@ -18,10 +18,11 @@
 //!
 //! ```text
 //! {"time":"2026-11-28T08:58:26.986123Z","app":"reference-service","body":"readiness check is up",
-//!  "severity":"low","subject":"reference_service::health","type":"event","check":"database","duration_ms":12}
-//! {"time":"2026-11-28T08:58:26.986190Z","app":"reference-service","body":"rejected a questionnaire response",
-//!  "id":"463ac35c9f6413ad48485a3953bb6124","severity":"medium","subject":"reference_service::api",
-//!  "type":"alert","field":"birthDate"}
+//!  "severity":"low","subject":"reference_service::health","type":"event","check":"database",
+//!  "duration_ms":12}
+//! {"time":"2026-11-28T08:58:26.986190Z","app":"reference-service",
+//!  "body":"rejected a questionnaire response","id":"463ac35c9f6413ad48485a3953bb6124",
+//!  "severity":"medium","subject":"reference_service::api","type":"alert","field":"birthDate"}
 //! ```
 //!
 //! # The line

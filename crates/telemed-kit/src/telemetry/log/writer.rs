@@ -98,7 +98,8 @@ impl DropCounts {
 ///
 /// `app` is the service name: the value of `app` in every line, including the writer's own drop reports.
 /// The thread ends once every [`LogWriter`] clone is dropped and the queue is written; [`LogGuard`]s do not
-/// keep it alive. Tests pass a capture buffer as `sink`; [`init`](super::init) passes stdout.
+/// keep it alive. Tests pass a capture buffer as `sink`; [`telemetry::init`](crate::telemetry::init) passes
+/// stdout.
 pub fn non_blocking<W: Write + Send + 'static>(
     app: &str,
     sink: W,
