@@ -39,6 +39,9 @@ pub enum TelemetryError {
     /// A global tracing subscriber is already installed.
     #[error("a global tracing subscriber is already installed")]
     AlreadyInstalled,
+    /// The thread that writes log lines to stdout could not be started.
+    #[error("could not start the log writer thread: {0}")]
+    WriterThread(#[source] std::io::Error),
 }
 
 /// Keeps the telemetry pipeline running; [`TelemetryGuard::flush`] drains it at shutdown.
@@ -59,12 +62,23 @@ impl TelemetryGuard {
     }
 }
 
-/// Installs the global tracing subscriber.
+/// Installs the global tracing subscriber: the `LOG_LEVEL` filter in front of the log layer.
+///
+/// The filter is global rather than per layer, so that events and spans below the level cost one check and
+/// nothing else.
 pub fn init(
     settings: &TelemetrySettings,
     service: &ServiceIdentity,
 ) -> Result<TelemetryGuard, TelemetryError> {
-    Ok(TelemetryGuard {
-        log: log::init(&settings.log, service)?,
-    })
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
+    let (log_layer, log) = log::layer(&settings.log, service)?;
+    tracing_subscriber::registry()
+        .with(settings.log.filter())
+        .with(log_layer)
+        .try_init()
+        .map_err(|_| TelemetryError::AlreadyInstalled)?;
+    log::installed(&log);
+    Ok(TelemetryGuard { log })
 }
