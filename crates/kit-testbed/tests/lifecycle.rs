@@ -1,6 +1,8 @@
 //! Lifecycle of a kit service as a real process with real signals: probes, the shutdown phases, the deadline
 //! watchdog, a stalled runtime, PID 1, and configuration errors.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -268,22 +270,19 @@ fn shutdown_hooks_run_after_draining() {
     service.signal(Signal::Term).unwrap();
     let (status, lines) = service.finish(Duration::from_secs(5)).unwrap();
     assert_eq!(status.and_then(|status| status.code()), Some(0));
-    let order: Vec<&str> = [
+    let positions: Vec<usize> = [
         "stopped accepting",
         "shutdown hook finished",
         "shutdown complete",
     ]
     .into_iter()
     .map(|needle| {
-        let index = lines.iter().position(|line| line.contains(needle));
-        assert!(index.is_some(), "missing {needle:?} in {lines:#?}");
-        needle
+        lines
+            .iter()
+            .position(|line| line.contains(needle))
+            .unwrap_or_else(|| panic!("missing {needle:?} in {lines:#?}"))
     })
     .collect();
-    let positions: Vec<usize> = order
-        .iter()
-        .filter_map(|needle| lines.iter().position(|line| line.contains(needle)))
-        .collect();
     assert!(
         positions.windows(2).all(|pair| pair[0] < pair[1]),
         "phases out of order: {lines:#?}"

@@ -27,6 +27,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::health::HealthSettings;
+use crate::http::ClientSettings;
 use crate::shutdown::ShutdownSettings;
 use crate::telemetry::TelemetrySettings;
 
@@ -264,6 +265,8 @@ pub struct Settings {
     pub health: HealthSettings,
     /// Logs, propagation and export.
     pub telemetry: TelemetrySettings,
+    /// The outbound HTTP client.
+    pub client: ClientSettings,
 }
 
 /// The name and version the service reports in logs, traces, `User-Agent` and `GET /`.
@@ -297,6 +300,7 @@ impl Settings {
             shutdown: ShutdownSettings::from_env(env)?,
             health: HealthSettings::from_env(env)?,
             telemetry: TelemetrySettings::from_env(env, &service)?,
+            client: ClientSettings::from_env(env, &service)?,
             service,
         })
     }

@@ -22,8 +22,9 @@
 //! - [`config`]: every environment variable, parsed and validated once at startup.
 //! - [`http`]: the listener and the server stack.
 //! - [`shutdown`]: signals, the in-flight count, `Connection: close` after the signal, the phases and the watchdog.
+//! - [`telemetry`]: trace context in, request id, access log; logs, redaction, propagation and export.
 //! - [`health`]: `/healthz`, `/readyz` and `/livez`, answered from background results.
-//! - [`telemetry`]: logs, redaction, propagation and export.
+//! - your routes, which call other services through [`http::Client`].
 //! - [`Service`] wires them together.
 //! - `testing` (feature `testing`): run a service binary as a real process in tests.
 
@@ -42,7 +43,9 @@ pub mod testing;
 mod service;
 
 pub use config::ConfigError;
-pub use service::Service;
+pub use service::{Service, ServiceError};
+
+pub use reqwest;
 
 pub use axum;
 pub use opentelemetry;

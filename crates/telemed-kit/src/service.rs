@@ -13,8 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, Env, ServiceInfo, Settings};
 use crate::health::{Check, CheckError, HealthBuilder};
+use crate::http::{Client, Problem};
 use crate::shutdown::{Shutdown, Trigger};
 use crate::telemetry::{self, TelemetryGuard};
+use crate::telemetry::{RequestTelemetryLayer, TelemetryError};
+use tower_http::catch_panic::CatchPanicLayer;
 
 type HookFn = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 type StartupTask = (
@@ -50,6 +53,7 @@ type StartupTask = (
 /// - 128 + signal number: a second SIGTERM or SIGINT ended the process at once.
 pub struct Service {
     settings: Settings,
+    client: Client,
     telemetry: TelemetryGuard,
     health: HealthBuilder,
     startup: Vec<StartupTask>,
@@ -68,22 +72,17 @@ impl Service {
     /// Reads and validates the configuration from the process environment and installs logging.
     ///
     /// Nothing is bound yet. Pass [`service_info!()`](crate::service_info).
-    pub fn from_env(info: ServiceInfo) -> Result<Self, ConfigError> {
+    pub fn from_env(info: ServiceInfo) -> Result<Self, ServiceError> {
         Self::from_settings(Settings::from_env(&Env::process(), info)?)
     }
 
     /// Like [`Service::from_env`], with settings already read.
-    pub fn from_settings(settings: Settings) -> Result<Self, ConfigError> {
-        let telemetry =
-            telemetry::init(&settings.telemetry, &settings.service).map_err(|error| {
-                ConfigError::invalid(
-                    "LOG_LEVEL",
-                    &settings.telemetry.log.directives,
-                    error.to_string(),
-                )
-            })?;
+    pub fn from_settings(settings: Settings) -> Result<Self, ServiceError> {
+        let telemetry = telemetry::init(&settings.telemetry, &settings.service)?;
+        let client = Client::new(settings.client.clone(), telemetry.telemetry().clone());
         Ok(Self {
             settings,
+            client,
             telemetry,
             health: HealthBuilder::default(),
             startup: Vec::new(),
@@ -94,6 +93,11 @@ impl Service {
     /// The validated settings.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The outbound HTTP client, propagating this service's trace context and headers. Cheap to clone.
+    pub fn client(&self) -> Client {
+        self.client.clone()
     }
 
     /// Adds a required readiness check, run in the background; see [`Check`] for options.
@@ -151,6 +155,7 @@ impl Service {
     pub async fn run(self, app: Router) -> ExitCode {
         let Self {
             settings,
+            client: _,
             telemetry,
             health,
             startup,
@@ -212,7 +217,13 @@ impl Service {
             });
         }
 
-        let app = app.merge(health.routes()).layer(shutdown.layer());
+        // Innermost first: a panic becomes a 500 that the access log sees; the request layer needs the matched
+        // route, so it sits inside the router; the in-flight count covers everything.
+        let app = app
+            .merge(health.routes())
+            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(RequestTelemetryLayer::new(telemetry.telemetry().clone()))
+            .layer(shutdown.layer());
         let stop_accepting = CancellationToken::new();
         let graceful = GracefulShutdown::new();
         tracing::info!(
@@ -299,7 +310,12 @@ impl Service {
             );
             ExitCode::FAILURE
         };
-        telemetry.flush(timeline.deadline.saturating_duration_since(Instant::now()));
+        if !telemetry.flush(timeline.deadline.saturating_duration_since(Instant::now())) {
+            tracing::warn!(
+                phase = "flush",
+                "telemetry not fully flushed before the deadline"
+            );
+        }
         exit
     }
 }
@@ -328,6 +344,32 @@ async fn run_hooks(hooks: Vec<(Cow<'static, str>, HookFn)>, deadline: Instant) -
         );
     }
     finished
+}
+
+/// Why a service could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// A configuration variable is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Logging or tracing could not be installed.
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
+}
+
+impl ServiceError {
+    /// Reports the error as one line on stdout and ends the process with exit code 2.
+    pub fn exit(&self) -> ! {
+        crate::telemetry::log::write_startup_error(&self.to_string());
+        std::process::exit(2)
+    }
+}
+
+// The panic hook has already logged the panic (as `critical`, with the trace id); the client learns nothing.
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    Problem::new(http::StatusCode::INTERNAL_SERVER_ERROR).into_response()
 }
 
 fn elapsed_ms(since: Instant) -> u64 {

@@ -12,7 +12,8 @@
 //! use std::time::Duration;
 //! use telemed_kit::testing::{ServiceProcess, Signal, http_get};
 //!
-//! let mut service = ServiceProcess::spawn(env!("CARGO_BIN_EXE_my-service"), &[]).unwrap();
+//! // In an integration test of the binary crate: env!("CARGO_BIN_EXE_my-service").
+//! let mut service = ServiceProcess::spawn("target/debug/my-service", &[]).unwrap();
 //! service.wait_for_log(|line| line["body"] == "listening", Duration::from_secs(10)).unwrap();
 //! assert_eq!(http_get(service.addr(), "/livez", Duration::from_secs(1)).unwrap().status, 200);
 //! service.signal(Signal::Term).unwrap();
@@ -169,10 +170,10 @@ impl ServiceProcess {
             let left = deadline.checked_duration_since(Instant::now())?;
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
-                    if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) {
-                        if matches(&value) {
-                            return Some(value);
-                        }
+                    if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line)
+                        && matches(&value)
+                    {
+                        return Some(value);
                     }
                 }
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use tracing_subscriber::layer::SubscriberExt;
 
 use super::*;
+use crate::telemetry::b3::TraceIdText;
 use crate::telemetry::context::{self, RequestContext};
 
 const FIXED: [&str; 7] = ["time", "app", "body", "id", "severity", "subject", "type"];
@@ -293,14 +294,17 @@ fn id_is_the_request_trace_id_inside_a_request_only() {
     let lines = lines(|| {
         tracing::info!("before");
         runtime.block_on(context::scope(
-            Arc::new(RequestContext::new(Some(trace_id.to_owned()))),
+            Arc::new(RequestContext::with_trace_id(TraceIdText::new(
+                opentelemetry::trace::TraceId::from_hex(trace_id).unwrap(),
+                false,
+            ))),
             async {
                 tracing::info!("inside");
                 tokio::task::yield_now().await;
                 tracing::info!("inside after a yield");
             },
         ));
-        runtime.block_on(context::scope(Arc::new(RequestContext::new(None)), async {
+        runtime.block_on(context::scope(Arc::new(RequestContext::default()), async {
             tracing::info!("request without a trace id")
         }));
         tracing::info!("after");

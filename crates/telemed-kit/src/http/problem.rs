@@ -1,0 +1,87 @@
+//! Error responses as `application/problem+json` (RFC 9457).
+//!
+//! Every 4xx and 5xx the kit produces, and every one a service returns through [`Problem`], has the same
+//! small shape: `type`, `title`, `status`, and an optional `detail` written for the client. Internal error text,
+//! hostnames and stack traces never go into it: they go to the log.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::response::IntoResponse;
+//! use http::StatusCode;
+//! use telemed_kit::http::Problem;
+//!
+//! let response = Problem::new(StatusCode::NOT_FOUND).detail("no setting with that key").into_response();
+//! assert_eq!(response.headers()["content-type"], "application/problem+json");
+//! ```
+
+use std::borrow::Cow;
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+
+/// The media type of problem details.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// A problem-details response body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    kind: Cow<'static, str>,
+    title: Cow<'static, str>,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<Cow<'static, str>>,
+}
+
+impl Problem {
+    /// A problem with the status's reason phrase as title and `about:blank` as type.
+    pub fn new(status: StatusCode) -> Self {
+        Self {
+            kind: Cow::Borrowed("about:blank"),
+            title: Cow::Borrowed(status.canonical_reason().unwrap_or("Error")),
+            status: status.as_u16(),
+            detail: None,
+        }
+    }
+
+    /// A human-readable explanation for the client; it passes through redaction.
+    pub fn detail(mut self, detail: impl Into<Cow<'static, str>>) -> Self {
+        let detail = detail.into();
+        self.detail = Some(match crate::telemetry::redact::redact(&detail) {
+            Cow::Borrowed(_) => detail,
+            Cow::Owned(redacted) => Cow::Owned(redacted),
+        });
+        self
+    }
+
+    /// A URI identifying the problem type. Defaults to `about:blank`.
+    pub fn kind(mut self, uri: impl Into<Cow<'static, str>>) -> Self {
+        self.kind = uri.into();
+        self
+    }
+
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = serde_json::to_vec(&self).unwrap_or_else(|_| b"{}".to_vec());
+        let mut response = (status, body).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.title)
+    }
+}

@@ -1,0 +1,252 @@
+//! Per-request telemetry: trace context in, request id, server span, access log.
+//!
+//! For each request, [`RequestTelemetry`]:
+//! 1. extracts the B3 context (malformed headers start a new trace, never fail the request);
+//! 2. when spans are exported, starts a server span, child of the inbound span; the sampler decides only when
+//!    the caller deferred. When nothing is exported, the inbound context is kept unchanged, so that the
+//!    outbound requests carry it on and the traces Istio assembles stay connected;
+//! 3. takes `x-request-id` (or generates one) and the headers to forward into a
+//!    [`RequestContext`](super::context::RequestContext), which is current for the whole request;
+//! 4. echoes `x-request-id` in the response, ends the span, and writes one access-log line.
+//!
+//! Probes (`/healthz`, `/readyz`, `/livez`) are neither traced nor access-logged unless they fail: the kubelet
+//! calls them every few seconds on every pod, and a line per probe would drown the log.
+//!
+//! The access-log line uses the route template (`/settings/{key}`), never the raw path, which can carry CPR
+//! numbers. Its severity follows the status: `low` below 400, `medium` with type `alert` for 4xx (a
+//! plausible client error), `high` for 5xx.
+//!
+//! The layer must sit inside the router (`Router::layer`), where axum has matched the route.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::extract::MatchedPath;
+use futures_util::future::BoxFuture;
+use http::{HeaderValue, Request, Response, header};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _};
+use tower::{Layer, Service};
+
+use super::Telemetry;
+use super::b3::trace_id_text;
+use super::context::{self, RequestContext, X_REQUEST_ID};
+use crate::health::is_probe_path;
+
+/// Longest inbound `x-request-id` passed on; a longer or non-printable one is replaced by a fresh id.
+const MAX_REQUEST_ID: usize = 128;
+
+/// Applies [`RequestTelemetry`].
+#[derive(Debug, Clone)]
+pub struct RequestTelemetryLayer {
+    telemetry: Telemetry,
+}
+
+impl RequestTelemetryLayer {
+    /// The layer for `telemetry`'s propagator and tracer.
+    pub fn new(telemetry: Telemetry) -> Self {
+        Self { telemetry }
+    }
+}
+
+impl<S> Layer<S> for RequestTelemetryLayer {
+    type Service = RequestTelemetry<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestTelemetry {
+            inner,
+            telemetry: self.telemetry.clone(),
+        }
+    }
+}
+
+/// Trace context, request id, server span and access log for each request; see the module docs.
+#[derive(Debug, Clone)]
+pub struct RequestTelemetry<S> {
+    inner: S,
+    telemetry: Telemetry,
+}
+
+impl<S, B, ResBody> Service<Request<B>> for RequestTelemetry<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+    ResBody: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let started = Instant::now();
+        let probe = is_probe_path(request.uri().path());
+        let route: Arc<str> = match request.extensions().get::<MatchedPath>() {
+            Some(path) => Arc::from(path.as_str()),
+            None => Arc::from("unmatched"),
+        };
+        let method = request.method().clone();
+
+        let inbound = self
+            .telemetry
+            .inner
+            .propagator
+            .extract_from_headers(&opentelemetry::Context::new(), request.headers());
+        let otel = match &self.telemetry.inner.tracer {
+            Some(tracer) if !probe => {
+                let span = tracer
+                    .span_builder(format!("{method} {route}"))
+                    .with_kind(SpanKind::Server)
+                    .with_attributes([
+                        KeyValue::new("http.request.method", method.to_string()),
+                        KeyValue::new("http.route", route.to_string()),
+                    ])
+                    .start_with_context(tracer, &inbound);
+                inbound.with_span(span)
+            }
+            _ => inbound,
+        };
+
+        let request_id = request
+            .headers()
+            .get(&X_REQUEST_ID)
+            .filter(|value| valid_request_id(value))
+            .cloned()
+            .unwrap_or_else(new_request_id);
+        let user_agent = request.headers().get(header::USER_AGENT).cloned();
+        let mut context = RequestContext {
+            trace_id: trace_id_text(&otel),
+            request_id: Some(request_id.clone()),
+            otel,
+            ..RequestContext::default()
+        };
+        context.capture(request.headers());
+        let context = Arc::new(context);
+        request.extensions_mut().insert(context.clone());
+
+        let response = self.inner.call(request);
+        // A sampled span becomes the current OpenTelemetry context while the handler runs, so that spans of
+        // the service's own code (`#[instrument]`) are its children. Unsampled requests skip the cost.
+        let response: BoxFuture<'static, _> = if context.otel.span().is_recording() {
+            Box::pin(opentelemetry::context::FutureExt::with_context(
+                response,
+                context.otel.clone(),
+            ))
+        } else {
+            Box::pin(response)
+        };
+        let scoped = context.clone();
+        Box::pin(context::scope(scoped, async move {
+            let mut result = response.await;
+            if let Ok(response) = &mut result {
+                let status = response.status().as_u16();
+                response.headers_mut().insert(X_REQUEST_ID, request_id);
+                let span = context.otel.span();
+                if span.is_recording() {
+                    span.set_attribute(KeyValue::new(
+                        "http.response.status_code",
+                        i64::from(status),
+                    ));
+                    if status >= 500 {
+                        span.set_status(Status::error(""));
+                    }
+                }
+                span.end();
+                if !probe || status >= 400 {
+                    access_log(
+                        &method,
+                        &route,
+                        status,
+                        started,
+                        user_agent.as_ref(),
+                        &context,
+                    );
+                }
+            }
+            result
+        }))
+    }
+}
+
+fn access_log(
+    method: &http::Method,
+    route: &str,
+    status: u16,
+    started: Instant,
+    user_agent: Option<&HeaderValue>,
+    context: &RequestContext,
+) {
+    let duration = started.elapsed().as_secs_f64() * 1000.0;
+    let user_agent = user_agent
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    let request_id = context.request_id().unwrap_or("");
+    let method = method.as_str();
+    match status {
+        500.. => tracing::error!(
+            target: "access",
+            http_method = method,
+            uri_path = route,
+            status,
+            duration,
+            http_user_agent = user_agent,
+            request_id,
+            "request failed"
+        ),
+        400..=499 => tracing::warn!(
+            target: "access",
+            r#type = "alert",
+            http_method = method,
+            uri_path = route,
+            status,
+            duration,
+            http_user_agent = user_agent,
+            request_id,
+            "request rejected"
+        ),
+        _ => tracing::info!(
+            target: "access",
+            http_method = method,
+            uri_path = route,
+            status,
+            duration,
+            http_user_agent = user_agent,
+            request_id,
+            "request"
+        ),
+    }
+}
+
+fn valid_request_id(value: &HeaderValue) -> bool {
+    !value.is_empty()
+        && value.len() <= MAX_REQUEST_ID
+        && value.as_bytes().iter().all(|byte| byte.is_ascii_graphic())
+}
+
+// A UUID v4 from the tracer's random source, in the form Envoy generates.
+fn new_request_id() -> HeaderValue {
+    let bits = u128::from_be_bytes(opentelemetry::trace::TraceId::from(rand_u128()).to_bytes());
+    let bits = (bits & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
+    let hex = format!("{bits:032x}");
+    let text = format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    );
+    HeaderValue::from_str(&text)
+        .unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-4000-8000-000000000000"))
+}
+
+fn rand_u128() -> u128 {
+    use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
+    u128::from_be_bytes(RandomIdGenerator::default().new_trace_id().to_bytes())
+}
