@@ -17,7 +17,8 @@
 //! service.wait_for_log(|line| line["body"] == "listening", Duration::from_secs(10)).unwrap();
 //! assert_eq!(http_get(service.addr(), "/livez", Duration::from_secs(1)).unwrap().status, 200);
 //! service.signal(Signal::Term).unwrap();
-//! assert_eq!(service.wait_exit(Duration::from_secs(10)).unwrap().code(), Some(0));
+//! let status = service.wait_exit(Duration::from_secs(10)).unwrap().expect("exited");
+//! assert_eq!(status.code(), Some(0));
 //! ```
 
 use std::io::{self, BufRead, BufReader, Read, Write};
