@@ -1,6 +1,14 @@
 //! The reference telemedicine service: what a service built on telemed-kit looks like.
 //!
-//! Run with: `cargo run -p reference-service`
+//! Run with: `cargo run -p reference-service` (with `KVSTORE_URL` set; `scripts/run-local.sh` starts the
+//! key-value store stand-in and sets it for you).
+//!
+//! Routes:
+//! - `GET /`: the service's name and version.
+//! - `GET|PUT|DELETE /settings/{key}`: shared settings in the eHealth key-value store, read through a cache
+//!   (see [`settings`]).
+
+mod settings;
 
 use std::process::ExitCode;
 
@@ -9,7 +17,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 use telemed_kit::Service;
-use telemed_kit::config::ServiceIdentity;
+use telemed_kit::config::{Env, ServiceIdentity};
+use telemed_kit::health::Check;
 
 #[derive(Serialize)]
 struct About {
@@ -26,10 +35,22 @@ async fn about(State(identity): State<ServiceIdentity>) -> Json<About> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let service =
-        Service::from_env(telemed_kit::service_info!()).unwrap_or_else(|error| error.exit());
+    let service = Service::from_env(telemed_kit::service_info!()).unwrap_or_else(|error| error.exit());
+    let settings = settings::Settings::from_env(&Env::process(), &service).unwrap_or_else(|error| error.exit());
+    let kvstore = settings.kvstore().clone();
     let app = Router::new()
         .route("/", get(about))
-        .with_state(service.settings().service.clone());
-    service.run(app).await
+        .with_state(service.settings().service.clone())
+        .merge(settings.routes());
+    service
+        // Optional: the settings API is one part of the service; when the store is down, the other routes still
+        // work, and taking every instance out of the load balancer at once would turn a partial outage into a
+        // total one.
+        .check(Check::new("kvstore", move || {
+            let kvstore = kvstore.clone();
+            async move { kvstore.ping().await }
+        })
+        .optional())
+        .run(app)
+        .await
 }

@@ -85,3 +85,30 @@ impl std::fmt::Display for Problem {
         write!(f, "{} {}", self.status, self.title)
     }
 }
+
+/// Turns an error response that is not already JSON into a problem-details response with the same status.
+///
+/// axum's own rejections (a path that does not parse, a body over the limit, an unknown route, a method not
+/// allowed) answer in plain text, sometimes echoing the input; the server stack passes every response through
+/// this so that every 4xx and 5xx has the same shape and says nothing about the input.
+pub async fn problem_for_plain_errors(response: axum::response::Response) -> axum::response::Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json") || value.starts_with(PROBLEM_JSON));
+    if is_json {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let problem = Problem::new(status).into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    axum::response::Response::from_parts(parts, problem.into_body())
+}

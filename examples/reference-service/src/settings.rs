@@ -1,0 +1,276 @@
+//! `/settings/{key}`: shared, non-personal settings kept in the eHealth key-value store.
+//!
+//! - `GET` answers from a cache in front of the store (single-flight on misses, TTL 30 s with jitter): the
+//!   value, its media type and its `ETag`; 404 when absent.
+//! - `PUT` creates the key, or with `If-Match` updates it (412 when the tag is stale, 428 when the key exists
+//!   and `If-Match` is missing). It invalidates this instance's cache entry; other instances see the new
+//!   value when their entry expires, within the TTL (30 s, plus at most 10 % jitter).
+//! - `DELETE` with `If-Match` deletes it.
+//!
+//! Every call relays the caller's bearer token to the store, which decides what the caller may do; the service
+//! itself turns away requests without one (401) before touching the cache, so that a cached value is never
+//! handed to an unauthenticated caller. Values are configuration shared by every user, never personal data, so
+//! one cache entry may serve every authenticated caller.
+//!
+//! Upstream failures answer 503 (unreachable), 504 (too slow) or 502 (an error or a broken answer), log an
+//! `alert` line each, and an `alarm` line when they persist ([`UpstreamHealth`]).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use telemed_kit::cache::{Cache, CachePolicy, CacheSettings, Capacity};
+use telemed_kit::config::Env;
+use telemed_kit::http::Problem;
+use telemed_kit::kvstore::{Auth, ETag, Entry, KvError, KvStore, KvStoreSettings, MAX_VALUE_BYTES, MediaType, valid_key};
+use telemed_kit::{Service, ServiceError};
+
+/// How long a cached setting may be served after it was read; the bound on staleness across instances.
+const CACHE_TTL: Duration = Duration::from_secs(30);
+/// Settings cached at most.
+const CACHE_ENTRIES: u64 = 10_000;
+/// Consecutive upstream failures after which an `alarm` line asks for manual action.
+const ALARM_AFTER_FAILURES: u32 = 5;
+
+/// The settings API's dependencies.
+#[derive(Clone)]
+pub(crate) struct Settings {
+    kvstore: KvStore,
+    cache: Cache<String, Arc<Entry>, KvError>,
+    upstream: Arc<UpstreamHealth>,
+}
+
+impl Settings {
+    /// Reads `KVSTORE_URL`, `KVSTORE_APPLICATION` and `CACHE_DISABLED`.
+    pub(crate) fn from_env(env: &Env, service: &Service) -> Result<Self, ServiceError> {
+        let kvstore = KvStore::new(
+            KvStoreSettings::from_env(env, &service.settings().service)?,
+            service.client(),
+        );
+        let policy = CachePolicy::new(Capacity::Entries(CACHE_ENTRIES), CACHE_TTL);
+        let cache = Cache::new("settings", policy, &CacheSettings::from_env(env)?)
+            .map_err(|error| telemed_kit::ConfigError::invalid("CACHE_DISABLED", "", error.to_string()))?;
+        Ok(Self {
+            kvstore,
+            cache,
+            upstream: Arc::new(UpstreamHealth::default()),
+        })
+    }
+
+    /// The key-value store client (for the readiness check).
+    pub(crate) fn kvstore(&self) -> &KvStore {
+        &self.kvstore
+    }
+
+    /// The routes.
+    pub(crate) fn routes(self) -> Router {
+        Router::new()
+            .route("/settings/{key}", get(read).put(write).delete(remove))
+            .layer(DefaultBodyLimit::max(MAX_VALUE_BYTES))
+            .with_state(self)
+    }
+
+    fn upstream_error(&self, error: &KvError) -> Response {
+        self.upstream.failed(error);
+        let status = match error {
+            KvError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            KvError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::BAD_GATEWAY,
+        };
+        Problem::new(status).detail("the settings store is not available").into_response()
+    }
+
+    /// The response for an error from the store: the client's own mistakes map to their statuses, the rest
+    /// is the store's failure.
+    fn error(&self, error: &KvError) -> Response {
+        let (status, detail) = match error {
+            KvError::InvalidKey => (StatusCode::BAD_REQUEST, "invalid key"),
+            KvError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "the value is larger than 64 KiB"),
+            KvError::NotFound => (StatusCode::NOT_FOUND, "no setting with this key"),
+            KvError::Conflict => (StatusCode::PRECONDITION_FAILED, "the setting changed since it was read"),
+            KvError::AlreadyExists | KvError::PreconditionRequired => {
+                (StatusCode::PRECONDITION_REQUIRED, "updating a setting needs If-Match")
+            }
+            KvError::Unauthorized => (StatusCode::UNAUTHORIZED, "not authenticated"),
+            KvError::Forbidden => (StatusCode::FORBIDDEN, "not allowed"),
+            _ => return self.upstream_error(error),
+        };
+        self.upstream.succeeded();
+        Problem::new(status).detail(detail).into_response()
+    }
+}
+
+/// Counts consecutive upstream failures: an `alert` line for each, one `alarm` line when they reach
+/// [`ALARM_AFTER_FAILURES`], and a line when the store answers again.
+#[derive(Debug, Default)]
+pub(crate) struct UpstreamHealth {
+    consecutive_failures: AtomicU32,
+}
+
+impl UpstreamHealth {
+    fn failed(&self, error: &KvError) {
+        let failures = self.consecutive_failures.fetch_add(1, Ordering::AcqRel) + 1;
+        telemed_kit::alert!(upstream = "kvstore", failures, error = %error, "key-value store call failed");
+        if failures == ALARM_AFTER_FAILURES {
+            telemed_kit::alarm!(
+                upstream = "kvstore",
+                failures,
+                "key-value store failing persistently: {failures} calls in a row failed"
+            );
+        }
+    }
+
+    fn succeeded(&self) {
+        let failures = self.consecutive_failures.swap(0, Ordering::AcqRel);
+        if failures >= ALARM_AFTER_FAILURES {
+            tracing::info!(upstream = "kvstore", failures, "key-value store answers again");
+        }
+    }
+}
+
+fn require_bearer(headers: &HeaderMap) -> Result<(), Response> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.get(..7).filter(|scheme| scheme.eq_ignore_ascii_case("bearer ")).map(|_| &value[7..]))
+        .is_some_and(|token| !token.trim().is_empty());
+    if bearer {
+        Ok(())
+    } else {
+        let mut response = Problem::new(StatusCode::UNAUTHORIZED).detail("a bearer token is required").into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        Err(response)
+    }
+}
+
+fn check_key(key: &str) -> Result<(), Response> {
+    if valid_key(key) {
+        Ok(())
+    } else {
+        Err(Problem::new(StatusCode::BAD_REQUEST)
+            .detail("a key is 1 to 128 characters of A-Z a-z 0-9 . _ -")
+            .into_response())
+    }
+}
+
+fn entry_response(status: StatusCode, entry: &Entry) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(entry.media_type.as_str())),
+            (header::ETAG, entry.etag.as_header().clone()),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        entry.value.clone(),
+    )
+        .into_response()
+}
+
+async fn read(State(settings): State<Settings>, Path(key): Path<String>, headers: HeaderMap) -> Response {
+    if let Err(response) = require_bearer(&headers).and_then(|()| check_key(&key)) {
+        return response;
+    }
+    let kvstore = settings.kvstore.clone();
+    let loaded = settings
+        .cache
+        .get_or_try_load(key.clone(), async move { kvstore.read(&key, Auth::Relay).await.map(Arc::new) })
+        .await;
+    match loaded {
+        Ok(entry) => {
+            settings.upstream.succeeded();
+            entry_response(StatusCode::OK, &entry)
+        }
+        Err(error) => settings.error(&error),
+    }
+}
+
+async fn write(
+    State(settings): State<Settings>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(response) = require_bearer(&headers).and_then(|()| check_key(&key)) {
+        return response;
+    }
+    let Some(media_type) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(MediaType::from_content_type)
+    else {
+        return Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+            .detail("a setting is text/plain or application/json")
+            .into_response();
+    };
+    if std::str::from_utf8(&body).is_err()
+        || (media_type == MediaType::Json && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err())
+    {
+        return Problem::new(StatusCode::BAD_REQUEST)
+            .detail("the value is not valid UTF-8 text or JSON")
+            .into_response();
+    }
+    let if_match = match headers.get(header::IF_MATCH).map(|value| value.to_str().ok().and_then(ETag::parse)) {
+        None => None,
+        Some(Some(etag)) => Some(etag),
+        Some(None) => {
+            return Problem::new(StatusCode::BAD_REQUEST)
+                .detail("If-Match must be one entity tag as returned by GET")
+                .into_response();
+        }
+    };
+    let (result, status) = match &if_match {
+        Some(etag) => (
+            settings.kvstore.update(&key, body.clone(), media_type, etag, Auth::Relay).await,
+            StatusCode::OK,
+        ),
+        None => (
+            settings.kvstore.create(&key, body.clone(), media_type, Auth::Relay).await,
+            StatusCode::CREATED,
+        ),
+    };
+    // Whatever happened, this instance's copy may be stale now.
+    settings.cache.invalidate(&key).await;
+    match result {
+        Ok(etag) => {
+            settings.upstream.succeeded();
+            entry_response(
+                status,
+                &Entry {
+                    value: body,
+                    media_type,
+                    etag,
+                },
+            )
+        }
+        Err(error) => settings.error(&error),
+    }
+}
+
+async fn remove(State(settings): State<Settings>, Path(key): Path<String>, headers: HeaderMap) -> Response {
+    if let Err(response) = require_bearer(&headers).and_then(|()| check_key(&key)) {
+        return response;
+    }
+    let Some(if_match) = headers.get(header::IF_MATCH).and_then(|value| value.to_str().ok()).and_then(ETag::parse)
+    else {
+        return Problem::new(StatusCode::PRECONDITION_REQUIRED)
+            .detail("deleting a setting needs If-Match")
+            .into_response();
+    };
+    let result = settings.kvstore.delete(&key, Some(&if_match), Auth::Relay).await;
+    settings.cache.invalidate(&key).await;
+    match result {
+        Ok(()) => {
+            settings.upstream.succeeded();
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(error) => settings.error(&error),
+    }
+}
