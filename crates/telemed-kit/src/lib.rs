@@ -32,9 +32,11 @@
 #![warn(missing_docs)]
 #![deny(unreachable_pub)]
 
+pub mod cache;
 pub mod config;
 pub mod health;
 pub mod http;
+pub mod kvstore;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]

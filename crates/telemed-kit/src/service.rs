@@ -221,7 +221,9 @@ impl Service {
         // route, so it sits inside the router; the in-flight count covers everything.
         let app = app
             .merge(health.routes())
-            .layer(axum::middleware::map_response(crate::http::problem::problem_for_plain_errors))
+            .layer(axum::middleware::map_response(
+                crate::http::problem::problem_for_plain_errors,
+            ))
             .layer(CatchPanicLayer::custom(panic_response))
             .layer(RequestTelemetryLayer::new(telemetry.telemetry().clone()))
             .layer(shutdown.layer());

@@ -35,8 +35,10 @@ async fn about(State(identity): State<ServiceIdentity>) -> Json<About> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let service = Service::from_env(telemed_kit::service_info!()).unwrap_or_else(|error| error.exit());
-    let settings = settings::Settings::from_env(&Env::process(), &service).unwrap_or_else(|error| error.exit());
+    let service =
+        Service::from_env(telemed_kit::service_info!()).unwrap_or_else(|error| error.exit());
+    let settings = settings::Settings::from_env(&Env::process(), &service)
+        .unwrap_or_else(|error| error.exit());
     let kvstore = settings.kvstore().clone();
     let app = Router::new()
         .route("/", get(about))
@@ -46,11 +48,13 @@ async fn main() -> ExitCode {
         // Optional: the settings API is one part of the service; when the store is down, the other routes still
         // work, and taking every instance out of the load balancer at once would turn a partial outage into a
         // total one.
-        .check(Check::new("kvstore", move || {
-            let kvstore = kvstore.clone();
-            async move { kvstore.ping().await }
-        })
-        .optional())
+        .check(
+            Check::new("kvstore", move || {
+                let kvstore = kvstore.clone();
+                async move { kvstore.ping().await }
+            })
+            .optional(),
+        )
         .run(app)
         .await
 }

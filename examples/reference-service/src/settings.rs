@@ -19,16 +19,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use telemed_kit::cache::{Cache, CachePolicy, CacheSettings, Capacity};
 use telemed_kit::config::Env;
 use telemed_kit::http::Problem;
-use telemed_kit::kvstore::{Auth, ETag, Entry, KvError, KvStore, KvStoreSettings, MAX_VALUE_BYTES, MediaType, valid_key};
+use telemed_kit::kvstore::{
+    Auth, ETag, Entry, KvError, KvStore, KvStoreSettings, MAX_VALUE_BYTES, MediaType, valid_key,
+};
 use telemed_kit::{Service, ServiceError};
 
 /// How long a cached setting may be served after it was read; the bound on staleness across instances.
@@ -54,8 +56,10 @@ impl Settings {
             service.client(),
         );
         let policy = CachePolicy::new(Capacity::Entries(CACHE_ENTRIES), CACHE_TTL);
-        let cache = Cache::new("settings", policy, &CacheSettings::from_env(env)?)
-            .map_err(|error| telemed_kit::ConfigError::invalid("CACHE_DISABLED", "", error.to_string()))?;
+        let cache =
+            Cache::new("settings", policy, &CacheSettings::from_env(env)?).map_err(|error| {
+                telemed_kit::ConfigError::invalid("CACHE_DISABLED", "", error.to_string())
+            })?;
         Ok(Self {
             kvstore,
             cache,
@@ -83,7 +87,9 @@ impl Settings {
             KvError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             _ => StatusCode::BAD_GATEWAY,
         };
-        Problem::new(status).detail("the settings store is not available").into_response()
+        Problem::new(status)
+            .detail("the settings store is not available")
+            .into_response()
     }
 
     /// The response for an error from the store: the client's own mistakes map to their statuses, the rest
@@ -91,12 +97,19 @@ impl Settings {
     fn error(&self, error: &KvError) -> Response {
         let (status, detail) = match error {
             KvError::InvalidKey => (StatusCode::BAD_REQUEST, "invalid key"),
-            KvError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "the value is larger than 64 KiB"),
+            KvError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the value is larger than 64 KiB",
+            ),
             KvError::NotFound => (StatusCode::NOT_FOUND, "no setting with this key"),
-            KvError::Conflict => (StatusCode::PRECONDITION_FAILED, "the setting changed since it was read"),
-            KvError::AlreadyExists | KvError::PreconditionRequired => {
-                (StatusCode::PRECONDITION_REQUIRED, "updating a setting needs If-Match")
-            }
+            KvError::Conflict => (
+                StatusCode::PRECONDITION_FAILED,
+                "the setting changed since it was read",
+            ),
+            KvError::AlreadyExists | KvError::PreconditionRequired => (
+                StatusCode::PRECONDITION_REQUIRED,
+                "updating a setting needs If-Match",
+            ),
             KvError::Unauthorized => (StatusCode::UNAUTHORIZED, "not authenticated"),
             KvError::Forbidden => (StatusCode::FORBIDDEN, "not allowed"),
             _ => return self.upstream_error(error),
@@ -129,43 +142,51 @@ impl UpstreamHealth {
     fn succeeded(&self) {
         let failures = self.consecutive_failures.swap(0, Ordering::AcqRel);
         if failures >= ALARM_AFTER_FAILURES {
-            tracing::info!(upstream = "kvstore", failures, "key-value store answers again");
+            tracing::info!(
+                upstream = "kvstore",
+                failures,
+                "key-value store answers again"
+            );
         }
     }
 }
 
-fn require_bearer(headers: &HeaderMap) -> Result<(), Response> {
-    let bearer = headers
+/// The answer for a request without a bearer token (401) or with an invalid key (400), if it is one.
+fn rejection(headers: &HeaderMap, key: &str) -> Option<Response> {
+    let has_bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.get(..7).filter(|scheme| scheme.eq_ignore_ascii_case("bearer ")).map(|_| &value[7..]))
-        .is_some_and(|token| !token.trim().is_empty());
-    if bearer {
-        Ok(())
-    } else {
-        let mut response = Problem::new(StatusCode::UNAUTHORIZED).detail("a bearer token is required").into_response();
+        .and_then(|value| value.split_once(' '))
+        .is_some_and(|(scheme, token)| {
+            scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()
+        });
+    if !has_bearer {
+        let mut response = Problem::new(StatusCode::UNAUTHORIZED)
+            .detail("authentication is required")
+            .into_response();
         response
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        Err(response)
+        return Some(response);
     }
-}
-
-fn check_key(key: &str) -> Result<(), Response> {
-    if valid_key(key) {
-        Ok(())
-    } else {
-        Err(Problem::new(StatusCode::BAD_REQUEST)
-            .detail("a key is 1 to 128 characters of A-Z a-z 0-9 . _ -")
-            .into_response())
+    if !valid_key(key) {
+        return Some(
+            Problem::new(StatusCode::BAD_REQUEST)
+                .detail("a key is 1 to 128 characters of A-Z a-z 0-9 . _ -")
+                .into_response(),
+        );
     }
+    None
 }
 
 fn entry_response(status: StatusCode, entry: &Entry) -> Response {
     (
         status,
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static(entry.media_type.as_str())),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(entry.media_type.as_str()),
+            ),
             (header::ETAG, entry.etag.as_header().clone()),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         ],
@@ -174,14 +195,20 @@ fn entry_response(status: StatusCode, entry: &Entry) -> Response {
         .into_response()
 }
 
-async fn read(State(settings): State<Settings>, Path(key): Path<String>, headers: HeaderMap) -> Response {
-    if let Err(response) = require_bearer(&headers).and_then(|()| check_key(&key)) {
+async fn read(
+    State(settings): State<Settings>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(response) = rejection(&headers, &key) {
         return response;
     }
     let kvstore = settings.kvstore.clone();
     let loaded = settings
         .cache
-        .get_or_try_load(key.clone(), async move { kvstore.read(&key, Auth::Relay).await.map(Arc::new) })
+        .get_or_try_load(key.clone(), async move {
+            kvstore.read(&key, Auth::Relay).await.map(Arc::new)
+        })
         .await;
     match loaded {
         Ok(entry) => {
@@ -198,7 +225,7 @@ async fn write(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(response) = require_bearer(&headers).and_then(|()| check_key(&key)) {
+    if let Some(response) = rejection(&headers, &key) {
         return response;
     }
     let Some(media_type) = headers
@@ -211,13 +238,17 @@ async fn write(
             .into_response();
     };
     if std::str::from_utf8(&body).is_err()
-        || (media_type == MediaType::Json && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err())
+        || (media_type == MediaType::Json
+            && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err())
     {
         return Problem::new(StatusCode::BAD_REQUEST)
             .detail("the value is not valid UTF-8 text or JSON")
             .into_response();
     }
-    let if_match = match headers.get(header::IF_MATCH).map(|value| value.to_str().ok().and_then(ETag::parse)) {
+    let if_match = match headers
+        .get(header::IF_MATCH)
+        .map(|value| value.to_str().ok().and_then(ETag::parse))
+    {
         None => None,
         Some(Some(etag)) => Some(etag),
         Some(None) => {
@@ -228,11 +259,17 @@ async fn write(
     };
     let (result, status) = match &if_match {
         Some(etag) => (
-            settings.kvstore.update(&key, body.clone(), media_type, etag, Auth::Relay).await,
+            settings
+                .kvstore
+                .update(&key, body.clone(), media_type, etag, Auth::Relay)
+                .await,
             StatusCode::OK,
         ),
         None => (
-            settings.kvstore.create(&key, body.clone(), media_type, Auth::Relay).await,
+            settings
+                .kvstore
+                .create(&key, body.clone(), media_type, Auth::Relay)
+                .await,
             StatusCode::CREATED,
         ),
     };
@@ -254,17 +291,27 @@ async fn write(
     }
 }
 
-async fn remove(State(settings): State<Settings>, Path(key): Path<String>, headers: HeaderMap) -> Response {
-    if let Err(response) = require_bearer(&headers).and_then(|()| check_key(&key)) {
+async fn remove(
+    State(settings): State<Settings>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(response) = rejection(&headers, &key) {
         return response;
     }
-    let Some(if_match) = headers.get(header::IF_MATCH).and_then(|value| value.to_str().ok()).and_then(ETag::parse)
+    let Some(if_match) = headers
+        .get(header::IF_MATCH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(ETag::parse)
     else {
         return Problem::new(StatusCode::PRECONDITION_REQUIRED)
             .detail("deleting a setting needs If-Match")
             .into_response();
     };
-    let result = settings.kvstore.delete(&key, Some(&if_match), Auth::Relay).await;
+    let result = settings
+        .kvstore
+        .delete(&key, Some(&if_match), Auth::Relay)
+        .await;
     settings.cache.invalidate(&key).await;
     match result {
         Ok(()) => {

@@ -91,7 +91,9 @@ impl std::fmt::Display for Problem {
 /// axum's own rejections (a path that does not parse, a body over the limit, an unknown route, a method not
 /// allowed) answer in plain text, sometimes echoing the input; the server stack passes every response through
 /// this so that every 4xx and 5xx has the same shape and says nothing about the input.
-pub async fn problem_for_plain_errors(response: axum::response::Response) -> axum::response::Response {
+pub async fn problem_for_plain_errors(
+    response: axum::response::Response,
+) -> axum::response::Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
@@ -100,7 +102,9 @@ pub async fn problem_for_plain_errors(response: axum::response::Response) -> axu
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/json") || value.starts_with(PROBLEM_JSON));
+        .is_some_and(|value| {
+            value.starts_with("application/json") || value.starts_with(PROBLEM_JSON)
+        });
     if is_json {
         return response;
     }

@@ -43,7 +43,9 @@ pub fn valid_key(key: &str) -> bool {
     (1..=MAX_KEY_LEN).contains(&key.len())
         && key != "."
         && key != ".."
-        && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Where the store is and which application's keys the service uses.
@@ -131,8 +133,13 @@ impl ETag {
     /// An entity tag from a header value, such as an inbound `If-Match`; `None` unless it is one quoted tag.
     pub fn parse(value: &str) -> Option<Self> {
         let inner = value.strip_prefix('"')?.strip_suffix('"')?;
-        let valid = !inner.contains('"') && inner.bytes().all(|b| b == 0x21 || (0x23..=0x7e).contains(&b));
-        valid.then(|| HeaderValue::from_str(value).ok().map(Self)).flatten()
+        let valid = !inner.contains('"')
+            && inner
+                .bytes()
+                .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b));
+        valid
+            .then(|| HeaderValue::from_str(value).ok().map(Self))
+            .flatten()
     }
 
     /// The header value.
@@ -274,11 +281,17 @@ impl KvStore {
             .and_then(|value| value.to_str().ok())
             .and_then(MediaType::from_content_type)
             .ok_or(KvError::InvalidResponse)?;
-        let value = response.bytes().await.map_err(|error| match ClientError::from_reqwest(error) {
-            ClientError::Timeout { .. } => KvError::Timeout,
-            _ => KvError::InvalidResponse,
-        })?;
-        if media_type == MediaType::Json && serde_json::from_slice::<serde::de::IgnoredAny>(&value).is_err() {
+        let value =
+            response
+                .bytes()
+                .await
+                .map_err(|error| match ClientError::from_reqwest(error) {
+                    ClientError::Timeout { .. } => KvError::Timeout,
+                    _ => KvError::InvalidResponse,
+                })?;
+        if media_type == MediaType::Json
+            && serde_json::from_slice::<serde::de::IgnoredAny>(&value).is_err()
+        {
             return Err(KvError::InvalidResponse);
         }
         Ok(Entry {
@@ -289,8 +302,23 @@ impl KvStore {
     }
 
     /// Creates `key`; [`KvError::AlreadyExists`] if it exists.
-    pub async fn create(&self, key: &str, value: Bytes, media_type: MediaType, auth: Auth) -> Result<ETag, KvError> {
-        self.write(Method::POST, key, value, media_type, None, auth, StatusCode::CREATED).await
+    pub async fn create(
+        &self,
+        key: &str,
+        value: Bytes,
+        media_type: MediaType,
+        auth: Auth,
+    ) -> Result<ETag, KvError> {
+        self.write(
+            Method::POST,
+            key,
+            value,
+            media_type,
+            None,
+            auth,
+            StatusCode::CREATED,
+        )
+        .await
     }
 
     /// Replaces the value under `key` if its entity tag is still `if_match`; [`KvError::Conflict`] otherwise.
@@ -302,7 +330,16 @@ impl KvStore {
         if_match: &ETag,
         auth: Auth,
     ) -> Result<ETag, KvError> {
-        self.write(Method::PUT, key, value, media_type, Some(if_match), auth, StatusCode::OK).await
+        self.write(
+            Method::PUT,
+            key,
+            value,
+            media_type,
+            Some(if_match),
+            auth,
+            StatusCode::OK,
+        )
+        .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -321,7 +358,10 @@ impl KvStore {
         }
         let mut request = self
             .request(method, key, &auth)?
-            .header(header::CONTENT_TYPE, HeaderValue::from_static(media_type.as_str()))
+            .header(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(media_type.as_str()),
+            )
             .body(value);
         if let Some(etag) = if_match {
             request = request.header(header::IF_MATCH, etag.as_header().clone());
@@ -332,7 +372,12 @@ impl KvStore {
     }
 
     /// Deletes `key`, only if its entity tag is still `if_match` when one is given.
-    pub async fn delete(&self, key: &str, if_match: Option<&ETag>, auth: Auth) -> Result<(), KvError> {
+    pub async fn delete(
+        &self,
+        key: &str,
+        if_match: Option<&ETag>,
+        auth: Auth,
+    ) -> Result<(), KvError> {
         let mut request = self.request(Method::DELETE, key, &auth)?;
         if let Some(etag) = if_match {
             request = request.header(header::IF_MATCH, etag.as_header().clone());
@@ -344,7 +389,11 @@ impl KvStore {
     /// Whether the store answers at all: any HTTP answer below 500, even 401 or 404, shows it is up. Used as the
     /// readiness check, which has no user token to send.
     pub async fn ping(&self) -> Result<(), KvError> {
-        let response = self.client.request(Method::HEAD, &self.url("readiness-probe")?).send().await?;
+        let response = self
+            .client
+            .request(Method::HEAD, &self.url("readiness-probe")?)
+            .send()
+            .await?;
         if response.status().is_server_error() {
             return Err(KvError::Upstream {
                 status: response.status().as_u16(),
@@ -363,7 +412,9 @@ fn check_status(status: StatusCode, success: StatusCode) -> Result<(), KvError> 
         StatusCode::PRECONDITION_REQUIRED => Err(KvError::PreconditionRequired),
         StatusCode::UNAUTHORIZED => Err(KvError::Unauthorized),
         StatusCode::FORBIDDEN => Err(KvError::Forbidden),
-        status if status.is_server_error() => Err(KvError::Upstream { status: status.as_u16() }),
+        status if status.is_server_error() => Err(KvError::Upstream {
+            status: status.as_u16(),
+        }),
         _ => Err(KvError::InvalidResponse),
     }
 }

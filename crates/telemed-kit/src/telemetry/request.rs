@@ -182,7 +182,8 @@ fn access_log(
     user_agent: Option<&HeaderValue>,
     context: &RequestContext,
 ) {
-    let duration = started.elapsed().as_secs_f64() * 1000.0;
+    // Milliseconds with microsecond precision: CIM's unit, without float noise in the line.
+    let duration = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0;
     let user_agent = user_agent
         .and_then(|value| value.to_str().ok())
         .unwrap_or("");
