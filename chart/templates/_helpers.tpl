@@ -76,6 +76,12 @@ rejected by helm before it reaches the cluster.
 {{- if and .Values.podDisruptionBudget.enabled (ge (int .Values.podDisruptionBudget.minAvailable) $replicas) -}}
 {{- fail (printf "podDisruptionBudget.minAvailable=%v must be below the replica count %v, or no node could ever be drained" .Values.podDisruptionBudget.minAvailable $replicas) -}}
 {{- end -}}
+{{- $structural := dict "PORT" "containerPort" "SHUTDOWN_GRACE_PERIOD" "shutdown.gracePeriodSeconds" "SHUTDOWN_DELAY" "shutdown.delaySeconds" "METRICS_PORT" "metrics.port" -}}
+{{- range .Values.extraEnv -}}
+{{- if hasKey $structural .name -}}
+{{- fail (printf "extraEnv must not set %s: set %s, which also configures the ports, probes or grace period that must agree with it" .name (get $structural .name)) -}}
+{{- end -}}
+{{- end -}}
 {{- if and .Values.metrics.port (eq (int .Values.metrics.port) (int .Values.containerPort)) -}}
 {{- fail (printf "metrics.port=%v must differ from containerPort; leave it null to serve metrics on containerPort" .Values.metrics.port) -}}
 {{- end -}}
