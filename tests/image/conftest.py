@@ -88,8 +88,8 @@ def revision() -> str:
 
 
 @pytest.fixture(scope="session")
-def image(release_binary, tmp_path_factory, workspace_version, revision) -> str:
-    """Builds BASE, then IMAGE from the root Dockerfile's runtime stage; returns IMAGE."""
+def image(release_binary, tmp_path_factory, workspace_version, revision):
+    """Builds BASE, then IMAGE from the root Dockerfile's runtime stage; removes both after the session."""
     work = tmp_path_factory.mktemp("image")
     tarball = work / "base.tar"
     tarball.write_bytes(base_tarball(release_binary))
@@ -100,8 +100,9 @@ def image(release_binary, tmp_path_factory, workspace_version, revision) -> str:
     shutil.copy2(release_binary, builder / "out/service")
     shutil.copy2("/etc/ssl/certs/ca-certificates.crt", builder / "out/etc/ssl/certs/ca-certificates.crt")
 
-    # --no-cache: buildah 1.28 reuses a cached LABEL step even when the build args in it changed.
-    podman("build", "--pull=never", "--no-cache", "--target", "runtime",
+    # --layers=false: no intermediate images to leave behind, and no layer cache (buildah 1.28 reuses a cached
+    # LABEL step even when the build args in it changed).
+    podman("build", "--pull=never", "--layers=false", "--target", "runtime",
            "--build-context", f"builder={builder}",
            "--build-arg", f"BASE_IMAGE={BASE}",
            "--build-arg", f"VERSION={workspace_version}",
@@ -113,7 +114,8 @@ def image(release_binary, tmp_path_factory, workspace_version, revision) -> str:
         f"image size: {image_size / 1e6:.1f} MB = test base {base_size / 1e6:.1f} MB (glibc, libgcc) + runtime "
         f"stage {(image_size - base_size) / 1e6:.1f} MB (binary {release_binary.stat().st_size / 1e6:.1f} MB, "
         f"CA bundle)")
-    return IMAGE
+    yield IMAGE
+    podman("rmi", "--force", IMAGE, BASE, check=False)
 
 
 @pytest.fixture

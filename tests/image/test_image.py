@@ -17,7 +17,6 @@ import time
 
 import hpack
 import hyperframe.frame
-import pytest
 
 import kit_helpers
 from image_support import MEASUREMENTS, podman, podman_run_args
