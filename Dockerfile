@@ -22,8 +22,11 @@ ARG BASE_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 # checkov:skip=CKV_DOCKER_7:FROM lines use build args whose defaults carry explicit tags
 
 FROM ${BUILDER_IMAGE} AS builder
-# The binary (cargo target name) to build; it must be unique within the workspace.
+# The binary to build, and the workspace package that holds it (by default the package of the same name).
+# Building one package, not `--workspace`, keeps features that other members enable (test stand-ins, say) out
+# of the production binary.
 ARG BIN=reference-service
+ARG PACKAGE=${BIN}
 WORKDIR /src
 COPY . .
 # The cargo registry and target directory live in BuildKit cache mounts: a source change recompiles only the
@@ -32,7 +35,7 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --release --locked --workspace --bin "${BIN}" \
+    cargo build --release --locked --package "${PACKAGE}" --bin "${BIN}" \
     && mkdir -p /out/etc/ssl/certs \
     && cp "target/release/${BIN}" /out/service \
     && cp /etc/ssl/certs/ca-certificates.crt /out/etc/ssl/certs/ca-certificates.crt

@@ -3,17 +3,18 @@
 Base images cannot be pulled on the project's machines, and the builder stage needs the Rust image. So:
 - the base is assembled from the host (the binary's shared libraries, /etc/passwd and /etc/group in the
   distroless layout, an empty /tmp; no shell, no CA certificates) and imported with `podman import`;
-- the builder stage is replaced by a directory holding what it would produce (`/out/service`, the CA bundle),
-  given as `--build-context builder=DIR`: every `COPY --from=builder` of the runtime stage reads from it.
-The host is Debian 12 like the default base (distroless cc-debian12), so the host-built binary and the
-libraries match what production runs.
+- the builder stage's own build command (its RUN instruction, cache mounts left out) runs on the host with
+  `/out` moved into a temporary directory, which is then given as `--build-context builder=DIR`: every
+  `COPY --from=builder` of the runtime stage reads what that command produced.
+The host is Debian 12 like the default builder (rust:1.95-bookworm) and base (distroless cc-debian12), so the
+host-built binary and the libraries match what production runs.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import shutil
+import re
 import subprocess
 import tarfile
 import tomllib
@@ -76,6 +77,19 @@ def base_tarball(binary: Path) -> bytes:
     return buffer.getvalue()
 
 
+def run_builder_step(context: Path) -> None:
+    """Runs the builder stage's RUN instruction on the host, writing its `/out` under `context`."""
+    text = (ROOT / "Dockerfile").read_text()
+    stage = text[text.index("AS builder"):text.index("AS runtime")]
+    defaults = dict(re.findall(r"^ARG (\w+)=(\S+)$", stage, flags=re.MULTILINE))
+    (instruction,) = re.findall(r"^RUN ((?:.*\\\n)*.*)$", stage, flags=re.MULTILINE)
+    command = " ".join(word for word in instruction.replace("\\\n", " ").split(" ") if not word.startswith("--mount="))
+    command = command.replace("/out", f"{context}/out")
+    env = {**os.environ, "BIN": defaults["BIN"], "PACKAGE": defaults["BIN"]}
+    result = subprocess.run(["sh", "-ec", command], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"builder step failed: {command}\n{result.stderr[-3000:]}"
+
+
 @pytest.fixture(scope="session")
 def workspace_version() -> str:
     return tomllib.loads((ROOT / "Cargo.toml").read_text())["workspace"]["package"]["version"]
@@ -96,9 +110,7 @@ def image(release_binary, tmp_path_factory, workspace_version, revision):
     podman("import", "--change", "USER=65532:65532", str(tarball), BASE)
 
     builder = work / "builder"
-    (builder / "out/etc/ssl/certs").mkdir(parents=True)
-    shutil.copy2(release_binary, builder / "out/service")
-    shutil.copy2("/etc/ssl/certs/ca-certificates.crt", builder / "out/etc/ssl/certs/ca-certificates.crt")
+    run_builder_step(builder)
 
     # --layers=false: no intermediate images to leave behind, and no layer cache (buildah 1.28 reuses a cached
     # LABEL step even when the build args in it changed).

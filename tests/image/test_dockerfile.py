@@ -76,7 +76,8 @@ def test_base_image_arguments_carry_tags_and_matching_debian_releases():
 def test_builder_builds_locked_with_cached_dependencies():
     builder = stage("builder")
     assert "ARG BIN=reference-service" in builder
-    assert re.search(r'cargo build --release --locked .*--bin "\$\{BIN\}"', builder)
+    assert "ARG PACKAGE=${BIN}" in builder
+    assert 'cargo build --release --locked --package "${PACKAGE}" --bin "${BIN}"' in builder
     assert "--mount=type=cache,target=/usr/local/cargo/registry" in builder
     assert "--mount=type=cache,target=/src/target" in builder
     assert not re.search(r"(?i)(token|password|secret)\s*=", TEXT), "no credentials in build args or env"
