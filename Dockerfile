@@ -7,9 +7,9 @@
 #                -t <registry>/reference-service:0.1.0 .
 #
 # Two stages: `builder` compiles with cargo, `runtime` holds the binary and nothing else. The runtime stage takes
-# everything it needs from the `builder` stage only (binary and CA bundle), so tests can replace that stage with
-# a directory of host-built files (`--build-context builder=DIR`) and still exercise this very runtime stage.
-# See docs/operations.md and scripts/test-image.sh.
+# everything it needs from the `builder` stage's /out only (binary and CA bundle), so where the Rust image cannot
+# be pulled, tests run the builder's command on the host and hand its /out over with
+# `--build-context builder=DIR`, exercising this very runtime stage (docs/operations.md, tests/image).
 
 # The builder's Debian release must not be newer than the base image's: the binary links the builder's glibc,
 # and a newer glibc's symbol versions are missing from an older runtime (bookworm <-> distroless debian12).
