@@ -12,8 +12,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chart"))
 import kit_helpers  # noqa: E402
 
 ROOT = kit_helpers.ROOT
-IMAGE = "localhost/telemed-kit-test/reference-service:test"
-BASE = "localhost/telemed-kit-test/base:test"
+# Tagged per test run, so that two runs on one machine never remove each other's images.
+IMAGE = f"localhost/telemed-kit-test/reference-service:run-{os.getpid()}"
+BASE = f"localhost/telemed-kit-test/base:run-{os.getpid()}"
 # Lines for the "image measurements" section of the test report (image size, memory, CPU).
 MEASUREMENTS: list[str] = []
 
