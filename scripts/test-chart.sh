@@ -13,7 +13,8 @@ VENV="$ROOT/.venv/checkov" ensure_venv scripts/requirements-checkov.txt
 
 step "build reference-service"
 cargo build --locked -p reference-service
-export REFERENCE_SERVICE_BIN="$ROOT/target/debug/reference-service"
+target_dir=$(cargo metadata --format-version 1 --no-deps | "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+export REFERENCE_SERVICE_BIN="$target_dir/debug/reference-service"
 
 step "chart tests"
 # The tests start the real service on its default port, 8080: a network namespace of their own (loopback only)

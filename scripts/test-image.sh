@@ -14,7 +14,8 @@ VENV="$ROOT/.venv/checkov" ensure_venv scripts/requirements-checkov.txt
 
 step "build reference-service (release)"
 cargo build --release --locked -p reference-service
-export REFERENCE_SERVICE_RELEASE_BIN="$ROOT/target/release/reference-service"
+target_dir=$(cargo metadata --format-version 1 --no-deps | "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+export REFERENCE_SERVICE_RELEASE_BIN="$target_dir/release/reference-service"
 
 step "image tests"
 # A network namespace of its own (loopback only): the container joins it (`--network host` inside the tests),

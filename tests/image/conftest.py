@@ -77,14 +77,15 @@ def base_tarball(binary: Path) -> bytes:
     return buffer.getvalue()
 
 
-def run_builder_step(context: Path) -> None:
-    """Runs the builder stage's RUN instruction on the host, writing its `/out` under `context`."""
+def run_builder_step(context: Path, release_dir: Path) -> None:
+    """Runs the builder stage's RUN instruction on the host, writing its `/out` under `context` (and reading
+    cargo's output from `release_dir`, which differs from `target/release` when CARGO_TARGET_DIR is set)."""
     text = (ROOT / "Dockerfile").read_text()
     stage = text[text.index("AS builder"):text.index("AS runtime")]
     defaults = dict(re.findall(r"^ARG (\w+)=(\S+)$", stage, flags=re.MULTILINE))
     (instruction,) = re.findall(r"^RUN ((?:.*\\\n)*.*)$", stage, flags=re.MULTILINE)
     command = " ".join(word for word in instruction.replace("\\\n", " ").split(" ") if not word.startswith("--mount="))
-    command = command.replace("/out", f"{context}/out")
+    command = command.replace("/out", f"{context}/out").replace("target/release/", f"{release_dir}/")
     env = {**os.environ, "BIN": defaults["BIN"], "PACKAGE": defaults["BIN"]}
     result = subprocess.run(["sh", "-ec", command], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, f"builder step failed: {command}\n{result.stderr[-3000:]}"
@@ -110,7 +111,7 @@ def image(release_binary, tmp_path_factory, workspace_version, revision):
     podman("import", "--change", "USER=65532:65532", str(tarball), BASE)
 
     builder = work / "builder"
-    run_builder_step(builder)
+    run_builder_step(builder, release_binary.parent)
 
     # --layers=false: no intermediate images to leave behind, and no layer cache (buildah 1.28 reuses a cached
     # LABEL step even when the build args in it changed).
