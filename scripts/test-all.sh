@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of the project: formatting, lints, unit and integration tests (real processes, real signals),
-# API docs, and the checks each later part adds. Installs what it needs (idempotent, cached).
+# API docs, the chart and image checks, and bounded fuzzing. Installs what it needs (idempotent, cached).
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 cd "$ROOT"
@@ -18,8 +18,20 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 step "tests"
 cargo test --workspace --all-features --locked
 
+step "reference service again, with every cache disabled"
+CACHE_DISABLED=true cargo test -p reference-service --all-features --locked
+
 step "API docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked -q
+
+step "chart"
+bash scripts/test-chart.sh
+
+step "container image"
+bash scripts/test-image.sh
+
+step "fuzzing"
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 
 echo
 echo "all test steps passed"

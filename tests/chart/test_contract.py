@@ -8,6 +8,7 @@ from a copy of its defaults.
 from __future__ import annotations
 
 import json
+import subprocess
 import re
 import tomllib
 
@@ -73,8 +74,19 @@ def test_app_version_is_the_workspace_version():
     assert example["appVersion"] == example["imageTag"] == workspace
 
 
+def test_binary_without_kvstore_url_fails_at_startup(service_binary):
+    """A deployment that forgets KVSTORE_URL must fail at once with the configuration error, never fall back
+    to a stand-in."""
+    result = subprocess.run([str(service_binary)], env={}, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2, result.stdout
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, lines
+    assert json.loads(lines[0])["body"].startswith("KVSTORE_URL is not set: expected ")
+
+
 def test_binary_defaults_match_the_chart(service_binary, defaults, pod_spec):
-    service = kit_helpers.KitProcess([str(service_binary)], env={})
+    # Nothing listens there: the key-value store check is optional, so the probes still pass (degraded).
+    service = kit_helpers.KitProcess([str(service_binary)], env={"KVSTORE_URL": "http://127.0.0.1:9"})
     try:
         line = service.wait_for(kit_helpers.listening)
         assert int(line["port"]) == defaults["containerPort"]

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, Env, ServiceInfo, Settings};
 use crate::health::{Check, CheckError, HealthBuilder};
+use crate::http::server::OpenConnections;
 use crate::http::{Client, Problem};
 use crate::shutdown::{Shutdown, Trigger};
 use crate::telemetry::{self, TelemetryGuard};
@@ -229,6 +230,7 @@ impl Service {
             .layer(shutdown.layer());
         let stop_accepting = CancellationToken::new();
         let graceful = GracefulShutdown::new();
+        let connections = OpenConnections::default();
         tracing::info!(
             port = settings.port,
             service = %settings.service.name,
@@ -239,8 +241,13 @@ impl Service {
         );
         // The accept loop borrows `graceful`; it must be gone before `graceful.shutdown()` consumes it.
         let (started, timeline) = {
-            let serving =
-                crate::http::server::serve(listener, app, stop_accepting.clone(), &graceful);
+            let serving = crate::http::server::serve(
+                listener,
+                app,
+                stop_accepting.clone(),
+                &graceful,
+                &connections,
+            );
             tokio::pin!(serving);
             let (started, trigger) = tokio::select! {
                 started = shutdown.started() => started,
@@ -288,7 +295,8 @@ impl Service {
         );
         let hooks_finished = run_hooks(hooks, timeline.hooks_deadline).await;
 
-        let cut_off = shutdown.in_flight();
+        // A handler still running, or a response still being delivered on a connection that did not close.
+        let cut_off = shutdown.in_flight().max(connections.count());
         tracing::info!(
             phase = "flush",
             elapsed_ms = elapsed_ms(started),

@@ -10,6 +10,8 @@
 use std::convert::Infallible;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -54,13 +56,41 @@ pub fn bind(port: u16) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// The number of open connections, kept by [`serve`].
+///
+/// After draining, idle keep-alive connections are gone, so a connection still open is one whose response has
+/// not been delivered yet (a slow reader, a stream): it counts as cut off, like an unfinished handler.
+#[derive(Debug, Clone, Default)]
+pub struct OpenConnections(Arc<AtomicUsize>);
+
+impl OpenConnections {
+    /// Connections open now.
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn open(&self) -> ConnectionGuard {
+        self.0.fetch_add(1, Ordering::AcqRel);
+        ConnectionGuard(self.0.clone())
+    }
+}
+
+struct ConnectionGuard(Arc<AtomicUsize>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Accepts connections and serves `app` on each until `stop` is cancelled. Connections are watched by
-/// `graceful`, which the caller drains afterwards.
+/// `graceful`, which the caller drains afterwards, and counted in `open`.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     stop: CancellationToken,
     graceful: &GracefulShutdown,
+    open: &OpenConnections,
 ) {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -86,7 +116,9 @@ pub async fn serve(
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
         let connection = graceful.watch(connection);
+        let guard = open.open();
         tokio::spawn(async move {
+            let _guard = guard;
             // Errors here are the client's doing (reset, timeout, malformed request); hyper has already
             // answered what can be answered.
             let _ = connection.await;
