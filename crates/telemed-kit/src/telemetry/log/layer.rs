@@ -145,6 +145,11 @@ impl JsonLayer {
             critical: false,
         };
         event.record(&mut fields);
+        if !fields.has_body {
+            // Libraries log events without a message but with a name (OpenTelemetry's internal
+            // `BatchSpanProcessor.ExportError`); the name is the best body such a line has.
+            format::escape(fields.body, metadata.name());
+        }
         let severity = if fields.critical {
             Severity::Critical
         } else {

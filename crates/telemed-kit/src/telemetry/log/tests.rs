@@ -684,3 +684,12 @@ fn startup_error_has_the_line_shape() {
         BTreeSet::from(["time", "app", "body", "severity", "subject", "type"])
     );
 }
+
+#[test]
+fn an_event_without_a_message_takes_its_name_as_body() {
+    let lines = lines(|| {
+        tracing::error!(name: "BatchSpanProcessor.ExportError", error = "connection refused");
+    });
+    assert_eq!(lines[0]["body"], "BatchSpanProcessor.ExportError");
+    assert_eq!(lines[0]["error"], "connection refused");
+}
