@@ -293,7 +293,8 @@ impl StandIn {
         let mut active = lock(&self.inner.faults);
         let faults = active.clone()?;
         match faults.count {
-            Some(1) => *active = None,
+            // 0 only arrives through `set_faults`, which does not validate: it applies once, like 1.
+            Some(0 | 1) => *active = None,
             Some(n) => {
                 if let Some(active) = active.as_mut() {
                     active.count = Some(n - 1);
