@@ -26,8 +26,10 @@ use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::cache::CacheSettings;
 use crate::health::HealthSettings;
 use crate::http::ClientSettings;
+use crate::metrics::MetricsSettings;
 use crate::shutdown::ShutdownSettings;
 use crate::telemetry::TelemetrySettings;
 
@@ -267,6 +269,10 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// The outbound HTTP client.
     pub client: ClientSettings,
+    /// Caches (`CACHE_DISABLED`).
+    pub cache: CacheSettings,
+    /// Prometheus metrics.
+    pub metrics: MetricsSettings,
 }
 
 /// The name and version the service reports in logs, traces, `User-Agent` and `GET /`.
@@ -301,6 +307,8 @@ impl Settings {
             health: HealthSettings::from_env(env)?,
             telemetry: TelemetrySettings::from_env(env, &service)?,
             client: ClientSettings::from_env(env, &service)?,
+            cache: CacheSettings::from_env(env)?,
+            metrics: MetricsSettings::from_env(env, port)?,
             service,
         })
     }

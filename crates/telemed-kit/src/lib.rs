@@ -24,7 +24,9 @@
 //! - [`shutdown`]: signals, the in-flight count, `Connection: close` after the signal, the phases and the watchdog.
 //! - [`telemetry`]: trace context in, request id, access log; logs, redaction, propagation and export.
 //! - [`health`]: `/healthz`, `/readyz` and `/livez`, answered from background results.
-//! - your routes, which call other services through [`http::Client`].
+//! - your routes, which call other services through [`http::Client`], read through a [`cache::Cache`], and
+//!   keep state in the eHealth [`kvstore`].
+//! - [`metrics`]: Prometheus metrics recorded along the way, served at `/metrics`.
 //! - [`Service`] wires them together.
 //! - `testing` (feature `testing`): run a service binary as a real process in tests.
 
@@ -37,6 +39,7 @@ pub mod config;
 pub mod health;
 pub mod http;
 pub mod kvstore;
+pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]

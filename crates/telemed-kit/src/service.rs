@@ -15,6 +15,7 @@ use crate::config::{ConfigError, Env, ServiceInfo, Settings};
 use crate::health::{Check, CheckError, HealthBuilder};
 use crate::http::server::OpenConnections;
 use crate::http::{Client, Problem};
+use crate::metrics::Metrics;
 use crate::shutdown::{Shutdown, Trigger};
 use crate::telemetry::{self, TelemetryGuard};
 use crate::telemetry::{RequestTelemetryLayer, TelemetryError};
@@ -79,7 +80,8 @@ impl Service {
 
     /// Like [`Service::from_env`], with settings already read.
     pub fn from_settings(settings: Settings) -> Result<Self, ServiceError> {
-        let telemetry = telemetry::init(&settings.telemetry, &settings.service)?;
+        let metrics = Metrics::new(&settings.metrics, &settings.service);
+        let telemetry = telemetry::init(&settings.telemetry, &settings.service, metrics)?;
         let client = Client::new(settings.client.clone(), telemetry.telemetry().clone());
         Ok(Self {
             settings,
@@ -218,6 +220,22 @@ impl Service {
             });
         }
 
+        let metrics = telemetry.telemetry().metrics().clone();
+        let app = match settings.metrics.port {
+            None => app.merge(metrics.routes()),
+            Some(port) => match crate::http::server::bind(port) {
+                Ok(listener) => {
+                    // A plain server: the metrics port carries no application traffic, so it needs neither the
+                    // request layer nor a drain; it ends with the process.
+                    tokio::spawn(axum::serve(listener, metrics.routes()).into_future());
+                    app
+                }
+                Err(error) => {
+                    tracing::error!(r#type = "alarm", port, %error, "could not bind METRICS_PORT");
+                    return ExitCode::FAILURE;
+                }
+            },
+        };
         // Innermost first: a panic becomes a 500 that the access log sees; the request layer needs the matched
         // route, so it sits inside the router; the in-flight count covers everything.
         let app = app
@@ -284,6 +302,12 @@ impl Service {
         let drained = timeout_at(timeline.drain_deadline.into(), graceful.shutdown())
             .await
             .is_ok();
+        let hooks_started = Instant::now();
+        metrics.shutdown_phase("delay", timeline.drain_start - started);
+        metrics.shutdown_phase(
+            "drain",
+            hooks_started.saturating_duration_since(timeline.drain_start),
+        );
 
         tracing::info!(
             phase = "hooks",
@@ -294,9 +318,11 @@ impl Service {
             hooks.len()
         );
         let hooks_finished = run_hooks(hooks, timeline.hooks_deadline).await;
+        metrics.shutdown_phase("hooks", hooks_started.elapsed());
 
         // A handler still running, or a response still being delivered on a connection that did not close.
         let cut_off = shutdown.in_flight().max(connections.count());
+        metrics.requests_cut_off(cut_off);
         tracing::info!(
             phase = "flush",
             elapsed_ms = elapsed_ms(started),

@@ -25,7 +25,7 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use telemed_kit::cache::{Cache, CachePolicy, CacheSettings, Capacity};
+use telemed_kit::cache::{Cache, CachePolicy, Capacity};
 use telemed_kit::config::Env;
 use telemed_kit::http::Problem;
 use telemed_kit::kvstore::{
@@ -49,17 +49,16 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
-    /// Reads `KVSTORE_URL`, `KVSTORE_APPLICATION` and `CACHE_DISABLED`.
+    /// Reads `KVSTORE_URL` and `KVSTORE_APPLICATION`; the cache follows the kit's `CACHE_DISABLED`.
     pub(crate) fn from_env(env: &Env, service: &Service) -> Result<Self, ServiceError> {
         let kvstore = KvStore::new(
             KvStoreSettings::from_env(env, &service.settings().service)?,
             service.client(),
         );
         let policy = CachePolicy::new(Capacity::Entries(CACHE_ENTRIES), CACHE_TTL);
-        let cache =
-            Cache::new("settings", policy, &CacheSettings::from_env(env)?).map_err(|error| {
-                telemed_kit::ConfigError::invalid("CACHE_DISABLED", "", error.to_string())
-            })?;
+        let cache = Cache::new("settings", policy, &service.settings().cache).map_err(|error| {
+            telemed_kit::ConfigError::invalid("CACHE_DISABLED", "", error.to_string())
+        })?;
         Ok(Self {
             kvstore,
             cache,

@@ -95,6 +95,7 @@
 //!   time; expiry tests use short real TTLs and poll, while the jitter itself is tested as a pure function.
 
 mod expiry;
+mod registry;
 mod settings;
 mod stats;
 mod store;
@@ -102,6 +103,7 @@ mod store;
 #[cfg(test)]
 mod tests;
 
+pub use registry::all_stats;
 pub use settings::{CachePolicy, CacheSettings, Capacity, PolicyError};
 pub use stats::CacheStats;
 pub use store::{Cache, ERROR_ENTRY_WEIGHT};

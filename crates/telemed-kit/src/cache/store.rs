@@ -33,6 +33,8 @@ pub struct Cache<K, V, E = Infallible> {
     counters: Arc<Counters>,
     /// `None` when `CACHE_DISABLED` turned the cache into a pass-through.
     store: Option<moka::future::Cache<K, Slot<V, E>>>,
+    /// Keeps this cache listed in [`all_stats`](super::all_stats) while any handle lives.
+    registration: Arc<super::registry::StatsFn>,
 }
 
 impl<K, V, E> Clone for Cache<K, V, E> {
@@ -42,6 +44,7 @@ impl<K, V, E> Clone for Cache<K, V, E> {
             policy: Arc::clone(&self.policy),
             counters: Arc::clone(&self.counters),
             store: self.store.clone(),
+            registration: Arc::clone(&self.registration),
         }
     }
 }
@@ -130,11 +133,18 @@ where
             }
             Some(builder.build())
         };
+        let name: Arc<str> = Arc::from(name.as_ref());
+        let registration: Arc<super::registry::StatsFn> = {
+            let (counters, store) = (Arc::clone(&counters), store.clone());
+            Arc::new(move || stats_of(&counters, store.as_ref()))
+        };
+        super::registry::register(Arc::clone(&name), &registration);
         Ok(Self {
-            name: Arc::from(name.as_ref()),
+            name,
             policy: Arc::new(policy),
             counters,
             store,
+            registration,
         })
     }
 
@@ -282,11 +292,7 @@ where
 
     /// The counters and the current size.
     pub fn stats(&self) -> CacheStats {
-        let (entries, weighted_size) = self
-            .store
-            .as_ref()
-            .map_or((0, 0), |store| (store.entry_count(), store.weighted_size()));
-        self.counters.snapshot(entries, weighted_size)
+        stats_of(&self.counters, self.store.as_ref())
     }
 
     async fn load(&self, loader: impl Future<Output = Result<V, E>>) -> Result<V, E> {
@@ -304,4 +310,14 @@ where
             content: Content::Value(value),
         }
     }
+}
+
+fn stats_of<K, V>(counters: &Counters, store: Option<&moka::future::Cache<K, V>>) -> CacheStats
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    let (entries, weighted_size) =
+        store.map_or((0, 0), |store| (store.entry_count(), store.weighted_size()));
+    counters.snapshot(entries, weighted_size)
 }

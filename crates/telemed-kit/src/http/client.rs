@@ -309,6 +309,7 @@ impl RequestBuilder {
             timeout,
         } = self;
         let url = url.ok_or(ClientError::InvalidUrl)?;
+        let host = url.host_str().unwrap_or("").to_owned();
         let http = client.http()?;
         let current = context::current();
         let telemetry = &client.inner.telemetry;
@@ -362,7 +363,16 @@ impl RequestBuilder {
         if let Some(timeout) = timeout {
             request = request.timeout(timeout);
         }
+        let started = std::time::Instant::now();
         let result = request.send().await.map_err(ClientError::from_reqwest);
+        telemetry.metrics().outbound(
+            &host,
+            result
+                .as_ref()
+                .ok()
+                .map(|response| response.status().as_u16()),
+            started.elapsed(),
+        );
         let span = otel.span();
         if span.is_recording() {
             match &result {

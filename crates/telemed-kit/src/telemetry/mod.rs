@@ -19,6 +19,8 @@ use std::time::Duration;
 
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 
+use crate::metrics::Metrics;
+
 use crate::config::{ConfigError, Env, ServiceIdentity};
 
 pub mod b3;
@@ -87,21 +89,28 @@ pub struct Telemetry {
 struct TelemetryInner {
     propagator: B3Propagator,
     tracer: Option<SdkTracer>,
+    metrics: Metrics,
 }
 
 impl Telemetry {
-    /// Propagation only, no export: what a service without `OTEL_EXPORTER_ZIPKIN_ENDPOINT` runs with.
+    /// Propagation only, no export and no metrics: for tests and tools.
     pub fn propagation_only(inject: B3Inject) -> Self {
-        Self::new(inject, None)
+        Self::new(inject, None, Metrics::disabled())
     }
 
-    fn new(inject: B3Inject, tracer: Option<SdkTracer>) -> Self {
+    fn new(inject: B3Inject, tracer: Option<SdkTracer>, metrics: Metrics) -> Self {
         Self {
             inner: Arc::new(TelemetryInner {
                 propagator: B3Propagator::new(inject),
                 tracer,
+                metrics,
             }),
         }
+    }
+
+    /// The metrics the request layer and the client record into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// The B3 propagator.
@@ -154,6 +163,7 @@ impl TelemetryGuard {
 pub fn init(
     settings: &TelemetrySettings,
     service: &ServiceIdentity,
+    metrics: Metrics,
 ) -> Result<TelemetryGuard, TelemetryError> {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
@@ -180,7 +190,7 @@ pub fn init(
     Ok(TelemetryGuard {
         log,
         spans,
-        telemetry: Telemetry::new(settings.b3_inject, tracer),
+        telemetry: Telemetry::new(settings.b3_inject, tracer, metrics),
     })
 }
 

@@ -9,8 +9,9 @@
 //!    [`RequestContext`](super::context::RequestContext), which is current for the whole request;
 //! 4. echoes `x-request-id` in the response, ends the span, and writes one access-log line.
 //!
-//! Probes (`/healthz`, `/readyz`, `/livez`) are neither traced nor access-logged unless they fail: the kubelet
-//! calls them every few seconds on every pod, and a line per probe would drown the log.
+//! Probes (`/healthz`, `/readyz`, `/livez`) and `/metrics` are neither traced, counted nor access-logged unless
+//! they fail: the kubelet and Prometheus call them every few seconds on every pod, and a line per call would
+//! drown the log.
 //!
 //! The access-log line uses the route template (`/settings/{key}`), never the raw path, which can carry CPR
 //! numbers. Its severity follows the status: `low` below 400, `medium` with type `alert` for 4xx (a
@@ -33,6 +34,7 @@ use super::Telemetry;
 use super::b3::trace_id_text;
 use super::context::{self, RequestContext, X_REQUEST_ID};
 use crate::health::is_probe_path;
+use crate::metrics::{Label, METRICS_PATH};
 
 /// Longest inbound `x-request-id` passed on; a longer or non-printable one is replaced by a fresh id.
 const MAX_REQUEST_ID: usize = 128;
@@ -86,12 +88,19 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let started = Instant::now();
-        let probe = is_probe_path(request.uri().path());
-        let route: Arc<str> = match request.extensions().get::<MatchedPath>() {
-            Some(path) => Arc::from(path.as_str()),
-            None => Arc::from("unmatched"),
-        };
+        let path = request.uri().path();
+        let quiet = is_probe_path(path) || path == METRICS_PATH;
+        let route = Label::new(match request.extensions().get::<MatchedPath>() {
+            Some(path) => path.as_str(),
+            None => "unmatched",
+        });
         let method = request.method().clone();
+        let metrics = self.telemetry.inner.metrics.clone();
+        let in_flight = if quiet {
+            None
+        } else {
+            metrics.request_started(&route)
+        };
 
         let inbound = self
             .telemetry
@@ -99,13 +108,13 @@ where
             .propagator
             .extract_from_headers(&opentelemetry::Context::new(), request.headers());
         let otel = match &self.telemetry.inner.tracer {
-            Some(tracer) if !probe => {
+            Some(tracer) if !quiet => {
                 let span = tracer
-                    .span_builder(format!("{method} {route}"))
+                    .span_builder(format!("{method} {}", route.as_str()))
                     .with_kind(SpanKind::Server)
                     .with_attributes([
                         KeyValue::new("http.request.method", method.to_string()),
-                        KeyValue::new("http.route", route.to_string()),
+                        KeyValue::new("http.route", route.as_str().to_owned()),
                     ])
                     .start_with_context(tracer, &inbound);
                 inbound.with_span(span)
@@ -158,10 +167,18 @@ where
                     }
                 }
                 span.end();
-                if !probe || status >= 400 {
+                if !quiet {
+                    metrics.request_finished(
+                        &Label::new(method.as_str()),
+                        &route,
+                        status,
+                        started.elapsed(),
+                    );
+                }
+                if !quiet || status >= 400 {
                     access_log(
                         &method,
-                        &route,
+                        route.as_str(),
                         status,
                         started,
                         user_agent.as_ref(),
@@ -169,6 +186,7 @@ where
                     );
                 }
             }
+            drop(in_flight);
             result
         }))
     }

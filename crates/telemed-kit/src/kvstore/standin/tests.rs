@@ -35,7 +35,7 @@ async fn start() -> Server {
     let serving = stop.clone();
     tokio::spawn(async move {
         let graceful = GracefulShutdown::new();
-        crate::http::server::serve(listener, router, serving, &graceful).await;
+        crate::http::server::serve(listener, router, serving, &graceful, &Default::default()).await;
     });
     Server {
         addr,
