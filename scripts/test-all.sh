@@ -27,6 +27,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --lock
 step "chart"
 bash scripts/test-chart.sh
 
+step "metrics"
+bash scripts/test-metrics.sh
+
 step "container image"
 bash scripts/test-image.sh
 

@@ -1,0 +1,188 @@
+"""GET /metrics of the real binaries, checked by promtool and by the Prometheus Python client's parser."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+TARGET = Path(os.environ.get("TARGET_DIR", Path(__file__).resolve().parents[2] / "target")) / "debug"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Process:
+    """A binary with its JSON stdout lines collected on a thread."""
+
+    def __init__(self, name: str, env: dict[str, str]):
+        self.port = int(env.get("PORT") or free_port())
+        self.lines: queue.Queue[dict] = queue.Queue()
+        self.terminated = False
+        self.proc = subprocess.Popen(
+            [str(TARGET / name)],
+            env={**env, "PORT": str(self.port)},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        self.wait_for(lambda line: line.get("body") == "listening")
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            try:
+                self.lines.put(json.loads(raw))
+            except json.JSONDecodeError:
+                continue
+
+    def wait_for(self, matches, timeout: float = 20.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if matches(line):
+                return line
+        raise AssertionError("expected log line did not appear")
+
+    def terminate(self) -> None:
+        if not self.terminated:
+            self.terminated = True
+            self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self) -> int:
+        """SIGTERM (once: a second one exits at once) and the exit code."""
+        if self.proc.poll() is None:
+            self.terminate()
+        return self.proc.wait(timeout=15)
+
+
+def request(port: int, method: str, path: str, headers: dict[str, str] | None = None, body: bytes | None = None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, response.getheader("Content-Type"), data.decode()
+
+
+def scrape(port: int) -> str:
+    status, content_type, text = request(port, "GET", "/metrics")
+    assert status == 200
+    assert content_type.startswith("text/plain; version=0.0.4")
+    return text
+
+
+def promtool_check(text: str) -> None:
+    result = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def samples(text: str) -> dict[tuple[str, tuple], float]:
+    """Every sample, keyed by name and sorted labels, through the real Prometheus text parser."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def value(found, name: str, **labels) -> float:
+    return found.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+@pytest.fixture
+def stack():
+    standin = Process("kvstore-standin", {"PORT": str(free_port())})
+    service = Process("reference-service", {"KVSTORE_URL": f"http://127.0.0.1:{standin.port}"})
+    yield service, standin
+    assert service.stop() == 0
+    assert standin.stop() == 0
+
+
+def test_metrics_pass_promtool_and_move_with_requests_and_cache_use(stack):
+    service, _ = stack
+    bearer = {"Authorization": "Bearer metrics-test"}
+    before = scrape(service.port)
+    promtool_check(before)
+    assert request(service.port, "PUT", "/settings/colour", {**bearer, "Content-Type": "text/plain"}, b"blue")[0] == 201
+    for _ in range(3):
+        assert request(service.port, "GET", "/settings/colour", bearer)[0] == 200
+    assert request(service.port, "GET", "/", {})[0] == 200
+
+    text = scrape(service.port)
+    promtool_check(text)
+    found = samples(text)
+    route = {"method": "GET", "route": "/settings/{key}"}
+    assert value(found, "http_server_requests_total", status_class="2xx", **route) == 3
+    assert value(found, "http_server_requests_total", method="PUT", route="/settings/{key}", status_class="2xx") == 1
+    assert value(found, "http_server_request_duration_seconds_count", **route) == 3
+    assert value(found, "http_server_requests_in_flight", route="/settings/{key}") == 0
+    assert value(found, "cache_hits_total", cache="settings") == 2, "first GET loads, the next two hit"
+    assert value(found, "cache_loads_total", cache="settings") == 1
+    assert value(found, "http_client_requests_total", host="127.0.0.1", status_class="2xx") >= 2
+    assert value(found, "process_resident_memory_bytes") > 0
+    assert value(found, "process_open_fds") > 0
+    assert ("build_info", (("revision", "unknown"), ("version", "0.1.0"))) in found or any(
+        name == "build_info" for name, _ in found
+    )
+    assert not any("/metrics" in str(labels) or "healthz" in str(labels) for _, labels in found), (
+        "probes and scrapes are not counted"
+    )
+
+
+def test_label_cardinality_stays_bounded_with_many_distinct_raw_paths(stack):
+    service, _ = stack
+    bearer = {"Authorization": "Bearer metrics-test"}
+    for i in range(300):
+        request(service.port, "GET", f"/settings/key-{i}", bearer)
+        request(service.port, "GET", f"/no/such/path/{i}/0101901234")
+    found = samples(scrape(service.port))
+    series = {labels for name, labels in found if name == "http_server_requests_total"}
+    routes = {dict(labels)["route"] for labels in series}
+    assert routes <= {"/settings/{key}", "unmatched", "/"}, routes
+    assert len(series) <= 6, series
+    assert "0101901234" not in scrape(service.port)
+
+
+def test_shutdown_phases_and_cut_off_are_reported_on_the_metrics_port():
+    metrics_port = free_port()
+    testbed = Process(
+        "kit-testbed",
+        {
+            "METRICS_PORT": str(metrics_port),
+            "SHUTDOWN_DELAY": "200ms",
+            "SHUTDOWN_GRACE_PERIOD": "4s",
+            "TESTBED_HOOK_DURATION": "2s",
+        },
+    )
+    try:
+        assert request(testbed.port, "GET", "/slow?ms=1")[0] == 200
+        found = samples(scrape(metrics_port))
+        assert value(found, "http_server_requests_total", method="GET", route="/slow", status_class="2xx") == 1
+        testbed.terminate()
+        testbed.wait_for(lambda line: line.get("phase") == "hooks")
+        # The hook runs for 2 s: the metrics port, which serves until the process exits, shows the phases so far.
+        text = scrape(metrics_port)
+        promtool_check(text)
+        found = samples(text)
+        assert value(found, "shutdown_phase_duration_seconds", phase="delay") == pytest.approx(0.2)
+        assert ("shutdown_phase_duration_seconds", (("phase", "drain"),)) in found
+        assert value(found, "shutdown_requests_cut_off") == 0
+    finally:
+        assert testbed.stop() == 0
