@@ -19,15 +19,16 @@
 //! # Layout
 //!
 //! In the order a request meets them:
-//! - [`config`]: every environment variable, parsed and validated once at startup.
-//! - [`http`]: the listener and the server stack.
-//! - [`shutdown`]: signals, the in-flight count, `Connection: close` after the signal, the phases and the watchdog.
-//! - [`telemetry`]: trace context in, request id, access log; logs, redaction, propagation and export.
-//! - [`health`]: `/healthz`, `/readyz` and `/livez`, answered from background results.
-//! - your routes, which call other services through [`http::Client`], read through a [`cache::Cache`], and
-//!   keep state in the eHealth [`kvstore`].
-//! - [`metrics`]: Prometheus metrics recorded along the way, served at `/metrics`.
-//! - [`Service`] wires them together.
+//! - [`config`]: every environment variable, parsed and validated once at startup, before anything binds.
+//! - [`http`]: the dual-stack listener and accept loop ([`http::server`]), then the server stack that
+//!   [`Service::run`] builds around your router, outermost first:
+//!   1. [`shutdown`]: the in-flight count, `Connection: close` once shutdown started, the drain token;
+//!   2. [`telemetry`]: B3 trace context in, request id, server span, access log, and [`metrics`];
+//!   3. a panic becomes a 500, and every plain-text error becomes [`http::Problem`] JSON;
+//!   4. the router: your routes, [`health`]'s `/healthz`, `/readyz`, `/livez`, and `/metrics`.
+//! - Your routes call other services through [`http::Client`] (trace context, request id, audit header and
+//!   `User-Agent` forwarded), read through a [`cache::Cache`], and keep state in the eHealth [`kvstore`].
+//! - [`Service`] wires all of it together and runs the shutdown sequence.
 //! - `testing` (feature `testing`): run a service binary as a real process in tests.
 
 #![forbid(unsafe_code)]
@@ -57,3 +58,7 @@ pub use opentelemetry;
 pub use opentelemetry_sdk;
 pub use tracing;
 pub use tracing_opentelemetry;
+// Deprecated upstream in favour of OTLP; kept because the platform's tracing takes Zipkin v2 (see telemetry::export).
+#[cfg(feature = "zipkin")]
+#[allow(deprecated)]
+pub use opentelemetry_zipkin;

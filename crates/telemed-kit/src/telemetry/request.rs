@@ -6,7 +6,7 @@
 //!    the caller deferred. When nothing is exported, the inbound context is kept unchanged, so that the
 //!    outbound requests carry it on and the traces Istio assembles stay connected;
 //! 3. takes `x-request-id` (or generates one) and the headers to forward into a
-//!    [`RequestContext`](super::context::RequestContext), which is current for the whole request;
+//!    [`RequestContext`] (current for the whole request);
 //! 4. echoes `x-request-id` in the response, ends the span, and writes one access-log line.
 //!
 //! Probes (`/healthz`, `/readyz`, `/livez`) and `/metrics` are neither traced, counted nor access-logged unless
