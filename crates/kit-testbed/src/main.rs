@@ -6,6 +6,7 @@
 //! Test knobs (never set in a deployment):
 //! - `TESTBED_STARTUP_DELAY`: a startup task that takes this long (humantime), holding readiness at 503.
 //! - `TESTBED_HOOK_DURATION`: a shutdown hook that takes this long.
+//! - `TESTBED_STARTUP_FAILS`: the startup task fails after its delay.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -50,6 +51,9 @@ fn main() -> ExitCode {
     let hook_duration = env
         .duration_or("TESTBED_HOOK_DURATION", Duration::ZERO)
         .unwrap_or_else(|error| error.exit());
+    let startup_fails = env
+        .bool_or("TESTBED_STARTUP_FAILS", false)
+        .unwrap_or_else(|error| error.exit());
     // Two workers, so that two blocking requests stall the whole runtime on any machine.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -70,7 +74,10 @@ fn main() -> ExitCode {
         service
             .startup_task("warm-up", async move {
                 tokio::time::sleep(startup_delay).await;
-                Ok::<_, std::io::Error>(())
+                if startup_fails {
+                    return Err(std::io::Error::other("reference data could not be loaded"));
+                }
+                Ok(())
             })
             .on_shutdown("testbed-hook", move || async move {
                 tokio::time::sleep(hook_duration).await;

@@ -83,6 +83,29 @@ fn readiness_is_503_until_a_slow_startup_task_completes() {
 }
 
 #[test]
+fn a_failed_startup_task_shuts_the_service_down_with_exit_1() {
+    let service = start(&[
+        ("TESTBED_STARTUP_DELAY", "300ms"),
+        ("TESTBED_STARTUP_FAILS", "true"),
+        ("SHUTDOWN_DELAY", "200ms"),
+        ("SHUTDOWN_GRACE_PERIOD", "3s"),
+    ]);
+    assert_eq!(get(&service, "/healthz").status, 503);
+    let (status, lines) = service.finish(Duration::from_secs(10)).unwrap();
+    assert_eq!(status.and_then(|status| status.code()), Some(1));
+    let failed: Vec<Value> = lines
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["body"] == "startup task failed: shutting down")
+        .collect();
+    assert_eq!(failed.len(), 1, "{lines:#?}");
+    assert_eq!(
+        (failed[0]["type"].as_str(), failed[0]["task"].as_str()),
+        (Some("alarm"), Some("warm-up"))
+    );
+}
+
+#[test]
 fn sigterm_turns_readiness_off_serves_through_the_delay_and_drains_in_flight_requests() {
     let service = start(&[("SHUTDOWN_DELAY", "1s"), ("SHUTDOWN_GRACE_PERIOD", "5s")]);
     assert_eq!(get(&service, "/healthz").status, 200);

@@ -4,6 +4,8 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use axum::Router;
@@ -195,9 +197,11 @@ impl Service {
         };
         let health = health.build(settings.health.clone());
         let _health_tasks = health.spawn();
+        let startup_failed = Arc::new(AtomicBool::new(false));
         for (name, task) in startup {
             let guard = health.startup_guard();
             let shutdown = shutdown.clone();
+            let failed = startup_failed.clone();
             tokio::spawn(async move {
                 let started = Instant::now();
                 match task.await {
@@ -213,6 +217,7 @@ impl Service {
                             error = %telemetry::redact::redact(&error.to_string()),
                             "startup task failed: shutting down"
                         );
+                        failed.store(true, Ordering::Release);
                         shutdown.trigger();
                     }
                 }
@@ -329,7 +334,14 @@ impl Service {
             in_flight = cut_off,
             "flushing telemetry"
         );
-        let exit = if cut_off == 0 && hooks_finished {
+        let exit = if startup_failed.load(Ordering::Acquire) {
+            tracing::error!(
+                phase = "exit",
+                elapsed_ms = elapsed_ms(started),
+                "exiting after a failed startup task"
+            );
+            ExitCode::FAILURE
+        } else if cut_off == 0 && hooks_finished {
             tracing::info!(
                 phase = "exit",
                 elapsed_ms = elapsed_ms(started),

@@ -43,8 +43,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -178,12 +178,24 @@ pub struct Shutdown {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     settings: ShutdownSettings,
     started: watch::Sender<Option<(Instant, Trigger)>>,
     draining: CancellationToken,
     in_flight: AtomicUsize,
+    // Set with the signal handlers; taken and armed by whichever trigger comes first.
+    on_deadline: Mutex<Option<DeadlineHandler>>,
+}
+
+type DeadlineHandler = Box<dyn FnOnce(usize) + Send>;
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("settings", &self.settings)
+            .field("in_flight", &self.in_flight)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shutdown {
@@ -195,6 +207,7 @@ impl Shutdown {
                 started: watch::Sender::new(None),
                 draining: CancellationToken::new(),
                 in_flight: AtomicUsize::new(0),
+                on_deadline: Mutex::new(None),
             }),
         }
     }
@@ -206,9 +219,10 @@ impl Shutdown {
 
     /// Installs the SIGTERM and SIGINT handlers on a dedicated OS thread.
     ///
-    /// The first signal starts shutdown and arms the watchdog, which calls `on_deadline` with the number of
-    /// requests still in flight if the process is still running at the deadline; `on_deadline` must end the
-    /// process. A second signal calls `on_second_signal`, which must end the process too.
+    /// The first signal (or [`Shutdown::trigger`]) starts shutdown and arms the watchdog, which calls
+    /// `on_deadline` with the number of requests still in flight if the process is still running at the deadline;
+    /// `on_deadline` must end the process. A second signal calls `on_second_signal`, which must end the process
+    /// too.
     pub fn install_signal_handlers(
         &self,
         on_deadline: impl FnOnce(usize) + Send + 'static,
@@ -216,11 +230,13 @@ impl Shutdown {
     ) -> std::io::Result<()> {
         use signal_hook::consts::{SIGINT, SIGTERM};
         let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+        if let Ok(mut slot) = self.inner.on_deadline.lock() {
+            *slot = Some(Box::new(on_deadline));
+        }
         let this = self.clone();
         std::thread::Builder::new()
             .name("shutdown-signals".into())
             .spawn(move || {
-                let mut on_deadline = Some(on_deadline);
                 for signal in signals.forever() {
                     let trigger = if signal == SIGINT {
                         Trigger::Sigint
@@ -232,9 +248,6 @@ impl Shutdown {
                         return;
                     }
                     this.start(trigger);
-                    if let Some(on_deadline) = on_deadline.take() {
-                        this.arm_watchdog(on_deadline);
-                    }
                 }
             })?;
         Ok(())
@@ -247,17 +260,26 @@ impl Shutdown {
     }
 
     fn start(&self, trigger: Trigger) {
-        self.inner.started.send_if_modified(|started| {
+        let first = self.inner.started.send_if_modified(|started| {
             if started.is_some() {
                 return false;
             }
             *started = Some((Instant::now(), trigger));
             true
         });
+        let on_deadline = self
+            .inner
+            .on_deadline
+            .lock()
+            .ok()
+            .and_then(|mut slot| slot.take());
+        if let (true, Some(on_deadline)) = (first, on_deadline) {
+            self.arm_watchdog(on_deadline);
+        }
     }
 
     // The watchdog sleeps on its own thread so that it fires even when every runtime worker is blocked.
-    fn arm_watchdog(&self, on_deadline: impl FnOnce(usize) + Send + 'static) {
+    fn arm_watchdog(&self, on_deadline: DeadlineHandler) {
         let Some((started, _)) = *self.inner.started.borrow() else {
             return;
         };
