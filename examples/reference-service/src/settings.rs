@@ -91,6 +91,24 @@ impl Settings {
             .into_response()
     }
 
+    /// Invalidates this instance's entry for `key` (whatever happened, its copy may be stale now) and answers
+    /// with `answer` on success, or the error's response.
+    async fn after_write<T>(
+        &self,
+        key: &str,
+        result: Result<T, KvError>,
+        answer: impl FnOnce(T) -> Response,
+    ) -> Response {
+        self.cache.invalidate(key).await;
+        match result {
+            Ok(value) => {
+                self.upstream.succeeded();
+                answer(value)
+            }
+            Err(error) => self.error(&error),
+        }
+    }
+
     /// The response for an error from the store: the client's own mistakes map to their statuses, the rest
     /// is the store's failure.
     fn error(&self, error: &KvError) -> Response {
@@ -272,11 +290,8 @@ async fn write(
             StatusCode::CREATED,
         ),
     };
-    // Whatever happened, this instance's copy may be stale now.
-    settings.cache.invalidate(&key).await;
-    match result {
-        Ok(etag) => {
-            settings.upstream.succeeded();
+    settings
+        .after_write(&key, result, |etag| {
             entry_response(
                 status,
                 &Entry {
@@ -285,9 +300,8 @@ async fn write(
                     etag,
                 },
             )
-        }
-        Err(error) => settings.error(&error),
-    }
+        })
+        .await
 }
 
 async fn remove(
@@ -311,12 +325,7 @@ async fn remove(
         .kvstore
         .delete(&key, Some(&if_match), Auth::Relay)
         .await;
-    settings.cache.invalidate(&key).await;
-    match result {
-        Ok(()) => {
-            settings.upstream.succeeded();
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(error) => settings.error(&error),
-    }
+    settings
+        .after_write(&key, result, |()| StatusCode::NO_CONTENT.into_response())
+        .await
 }

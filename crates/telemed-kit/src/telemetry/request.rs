@@ -207,38 +207,27 @@ fn access_log(
         .unwrap_or("");
     let request_id = context.request_id().unwrap_or("");
     let method = method.as_str();
+    // tracing needs the level as a constant at each call site, hence one call per level.
+    macro_rules! access_event {
+        ($level:expr, $kind:literal, $body:literal) => {
+            tracing::event!(
+                target: "access",
+                $level,
+                r#type = $kind,
+                http_method = method,
+                uri_path = route,
+                status,
+                duration,
+                http_user_agent = user_agent,
+                request_id,
+                $body
+            )
+        };
+    }
     match status {
-        500.. => tracing::error!(
-            target: "access",
-            http_method = method,
-            uri_path = route,
-            status,
-            duration,
-            http_user_agent = user_agent,
-            request_id,
-            "request failed"
-        ),
-        400..=499 => tracing::warn!(
-            target: "access",
-            r#type = "alert",
-            http_method = method,
-            uri_path = route,
-            status,
-            duration,
-            http_user_agent = user_agent,
-            request_id,
-            "request rejected"
-        ),
-        _ => tracing::info!(
-            target: "access",
-            http_method = method,
-            uri_path = route,
-            status,
-            duration,
-            http_user_agent = user_agent,
-            request_id,
-            "request"
-        ),
+        500.. => access_event!(tracing::Level::ERROR, "event", "request failed"),
+        400..=499 => access_event!(tracing::Level::WARN, "alert", "request rejected"),
+        _ => access_event!(tracing::Level::INFO, "event", "request"),
     }
 }
 
