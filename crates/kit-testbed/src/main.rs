@@ -9,6 +9,7 @@
 //! - `TESTBED_STARTUP_FAILS`: the startup task fails after its delay.
 
 use std::process::ExitCode;
+use std::sync::Barrier;
 use std::time::Duration;
 
 use axum::Router;
@@ -34,8 +35,13 @@ async fn hang() -> &'static str {
     std::future::pending().await
 }
 
-// Blocks the runtime worker that runs it, as a handler doing blocking I/O by mistake would.
+// Both workers must be stalled over the same window, however late the second request arrives on a busy machine.
+static BOTH_WORKERS: Barrier = Barrier::new(2);
+
+// Blocks the runtime worker that runs it, as a handler doing blocking I/O by mistake would. Requests come in pairs:
+// each waits for the other, so the stall starts when both workers are taken.
 async fn block(Query(wait): Query<Wait>) -> &'static str {
+    BOTH_WORKERS.wait();
     tracing::info!(ms = wait.ms, "blocking request started");
     std::thread::sleep(Duration::from_millis(wait.ms));
     "unblocked"

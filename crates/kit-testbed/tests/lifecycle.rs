@@ -200,9 +200,9 @@ fn a_blocked_runtime_fails_liveness_then_recovers_and_cannot_stop_the_deadline()
     ]);
     assert_eq!(get(&service, "/livez").status, 200);
 
-    // Two blocking requests occupy both runtime workers for 3 s.
+    // Two blocking requests occupy both runtime workers for 5 s, from the moment both have arrived.
     let blocked: Vec<_> = (0..2)
-        .map(|_| get_in_background(&service, "/block?ms=3000", Duration::from_secs(10)))
+        .map(|_| get_in_background(&service, "/block?ms=5000", Duration::from_secs(10)))
         .collect();
     for _ in 0..2 {
         service
