@@ -176,11 +176,6 @@ impl Probe {
         changed.notify_all();
     }
 
-    /// The current counts.
-    pub fn state(&self) -> ProbeState {
-        *self.inner.0.lock().unwrap()
-    }
-
     /// Blocks until `condition` holds for the counts; panics after [`WAIT`].
     pub fn wait_until(&self, what: &str, condition: impl Fn(&ProbeState) -> bool) -> ProbeState {
         let (state, changed) = &*self.inner;
