@@ -13,7 +13,12 @@
 //! one cache entry may serve every authenticated caller.
 //!
 //! Upstream failures answer 503 (unreachable), 504 (too slow) or 502 (an error or a broken answer), log an
-//! `alert` line each, and an `alarm` line when they persist ([`UpstreamHealth`]).
+//! `alert` line each, and an `alarm` line when they persist ([`UpstreamHealth`]). They are counted per call to
+//! the store, not per response: a cache hit is not evidence that the store is back, and one failed load that
+//! answers many waiting requests is one failure.
+//!
+//! A `PUT` whose `Content-Length` is over 64 KiB is refused with 413 before its body is read, so that a client
+//! cannot hold a handler by announcing a large body and sending it slowly, or never.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -21,8 +26,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use telemed_kit::cache::{Cache, CachePolicy, Capacity};
@@ -76,11 +82,11 @@ impl Settings {
         Router::new()
             .route("/settings/{key}", get(read).put(write).delete(remove))
             .layer(DefaultBodyLimit::max(MAX_VALUE_BYTES))
+            .route_layer(middleware::from_fn(refuse_declared_oversize))
             .with_state(self)
     }
 
-    fn upstream_error(&self, error: &KvError) -> Response {
-        self.upstream.failed(error);
+    fn upstream_error(error: &KvError) -> Response {
         let status = match error {
             KvError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             KvError::Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -99,19 +105,17 @@ impl Settings {
         result: Result<T, KvError>,
         answer: impl FnOnce(T) -> Response,
     ) -> Response {
+        self.upstream.record(&result);
         self.cache.invalidate(key).await;
         match result {
-            Ok(value) => {
-                self.upstream.succeeded();
-                answer(value)
-            }
-            Err(error) => self.error(&error),
+            Ok(value) => answer(value),
+            Err(error) => Self::error(&error),
         }
     }
 
     /// The response for an error from the store: the client's own mistakes map to their statuses, the rest
-    /// is the store's failure.
-    fn error(&self, error: &KvError) -> Response {
+    /// is the store's failure. Counting is [`UpstreamHealth::record`]'s job, done where the call is made.
+    fn error(error: &KvError) -> Response {
         let (status, detail) = match error {
             KvError::InvalidKey => (StatusCode::BAD_REQUEST, "invalid key"),
             KvError::TooLarge => (
@@ -129,9 +133,8 @@ impl Settings {
             ),
             KvError::Unauthorized => (StatusCode::UNAUTHORIZED, "not authenticated"),
             KvError::Forbidden => (StatusCode::FORBIDDEN, "not allowed"),
-            _ => return self.upstream_error(error),
+            _ => return Self::upstream_error(error),
         };
-        self.upstream.succeeded();
         Problem::new(status).detail(detail).into_response()
     }
 }
@@ -144,6 +147,25 @@ pub(crate) struct UpstreamHealth {
 }
 
 impl UpstreamHealth {
+    /// Records the outcome of one call to the store: an answer within the contract (a value, 404, 412, ...)
+    /// shows the store works; unreachable, too slow, a 5xx or a broken answer is a failure. Errors raised
+    /// before anything was sent (an invalid key, a value too large) say nothing about the store.
+    fn record<T>(&self, result: &Result<T, KvError>) {
+        match result {
+            Ok(_) => self.succeeded(),
+            Err(KvError::InvalidKey | KvError::TooLarge) => {}
+            Err(
+                KvError::NotFound
+                | KvError::AlreadyExists
+                | KvError::Conflict
+                | KvError::PreconditionRequired
+                | KvError::Unauthorized
+                | KvError::Forbidden,
+            ) => self.succeeded(),
+            Err(error) => self.failed(error),
+        }
+    }
+
     fn failed(&self, error: &KvError) {
         let failures = self.consecutive_failures.fetch_add(1, Ordering::AcqRel) + 1;
         telemed_kit::alert!(upstream = "kvstore", failures, error = %error, "key-value store call failed");
@@ -220,19 +242,18 @@ async fn read(
     if let Some(response) = rejection(&headers, &key) {
         return response;
     }
-    let kvstore = settings.kvstore.clone();
+    let (kvstore, upstream) = (settings.kvstore.clone(), settings.upstream.clone());
     let loaded = settings
         .cache
         .get_or_try_load(key.clone(), async move {
-            kvstore.read(&key, Auth::Relay).await.map(Arc::new)
+            let result = kvstore.read(&key, Auth::Relay).await;
+            upstream.record(&result);
+            result.map(Arc::new)
         })
         .await;
     match loaded {
-        Ok(entry) => {
-            settings.upstream.succeeded();
-            entry_response(StatusCode::OK, &entry)
-        }
-        Err(error) => settings.error(&error),
+        Ok(entry) => entry_response(StatusCode::OK, &entry),
+        Err(error) => Settings::error(&error),
     }
 }
 
@@ -328,4 +349,21 @@ async fn remove(
     settings
         .after_write(&key, result, |()| StatusCode::NO_CONTENT.into_response())
         .await
+}
+
+/// 413 for a request that announces a body over the limit, before anything reads it: the body limit alone
+/// only trips once that much has arrived, and a client that announces a large body and sends it slowly, or
+/// never, would hold the handler until it gave up.
+async fn refuse_declared_oversize(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_VALUE_BYTES as u64) {
+        return Problem::new(StatusCode::PAYLOAD_TOO_LARGE)
+            .detail("the value is larger than 64 KiB")
+            .into_response();
+    }
+    next.run(request).await
 }

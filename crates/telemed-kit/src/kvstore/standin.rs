@@ -223,7 +223,9 @@ impl Faults {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Failure {
-    /// The connection is closed without any response byte (on HTTP/2, the stream is reset).
+    /// The connection is closed without any response byte (on HTTP/2, the stream is reset). Not for `HEAD`:
+    /// hyper sends a `HEAD` answer's head without reading its body, which is where the reset happens, so a
+    /// `HEAD` gets the normal answer (a readiness probe by `HEAD` does not see this fault).
     Reset,
     /// `500 Internal Server Error` with a problem body.
     Error,

@@ -35,7 +35,8 @@ async fn start() -> Server {
     let serving = stop.clone();
     tokio::spawn(async move {
         let graceful = GracefulShutdown::new();
-        crate::http::server::serve(listener, router, serving, &graceful, &Default::default()).await;
+        let open = crate::http::server::OpenConnections::default();
+        crate::http::server::serve(listener, router, serving, &graceful, &open).await;
     });
     Server {
         addr,
