@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Telemetry end to end: the reference service as a real process between a Python caller and a Python upstream,
+# B3 interop with OpenTelemetry Python's propagator, Zipkin export to a local sink validated against the Zipkin
+# v2 schema, forwarded headers, the log model of every line the services wrote, and planted secrets.
+# Installs what it needs (cached in .venv), builds the service (debug), and ends with pytest's summary line.
+set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
+cd "$ROOT"
+
+step "tools"
+ensure_apt iproute2 util-linux
+ensure_venv scripts/requirements-telemetry.txt
+
+step "build reference-service"
+cargo build --locked -p reference-service
+target_dir=$(cargo metadata --format-version 1 --no-deps | "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+export REFERENCE_SERVICE_BIN="$target_dir/debug/reference-service"
+
+step "telemetry tests"
+# A network namespace of its own (loopback only): the services, the upstream and the Zipkin sink meet nothing
+# else on the machine, and nothing else can take the ports the tests pick.
+exec unshare --net -- sh -c 'ip link set lo up && exec "$0" -m pytest -p no:cacheprovider -q "$@" tests/telemetry' \
+  "$VENV/bin/python" "$@"
