@@ -118,10 +118,13 @@ pub async fn serve(
         let connection = graceful.watch(connection);
         let guard = open.open();
         tokio::spawn(async move {
-            let _guard = guard;
+            let mut connection = std::pin::pin!(connection);
             // Errors here are the client's doing (reset, timeout, malformed request); hyper has already
             // answered what can be answered.
-            let _ = connection.await;
+            let _ = connection.as_mut().await;
+            // The count goes down before the graceful watcher inside `connection` is dropped at the end of the
+            // task: a drain that has seen every watcher go must not then count this connection as cut off.
+            drop(guard);
         });
     }
 }
