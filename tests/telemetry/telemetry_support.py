@@ -385,6 +385,14 @@ class Services:
             self.running[key] = ServiceProcess(self.binary, full, label)
         return self.running[key]
 
+    def stop(self, service: ServiceProcess) -> int:
+        """SIGTERM to one service; returns its exit code. A later `get` of its configuration starts a new one."""
+        for key, running in list(self.running.items()):
+            if running is service:
+                del self.running[key]
+        self.exit_codes[service.label] = service.stop()
+        return self.exit_codes[service.label]
+
     def stop_all(self) -> dict[str, int]:
         """SIGTERM to every running service (which flushes its spans); returns each label's exit code."""
         for key, service in list(self.running.items()):
