@@ -19,5 +19,7 @@ export REFERENCE_SERVICE_BIN="$target_dir/debug/reference-service"
 step "telemetry tests"
 # A network namespace of its own (loopback only): the services, the upstream and the Zipkin sink meet nothing
 # else on the machine, and nothing else can take the ports the tests pick.
-exec unshare --net -- sh -c 'ip link set lo up && exec "$0" -m pytest -p no:cacheprovider -q "$@" tests/telemetry' \
+# Arguments go to pytest (default: the whole suite), e.g. `tests/telemetry/test_export.py -k debug`.
+[ $# -gt 0 ] || set -- tests/telemetry
+exec unshare --net -- sh -c 'ip link set lo up && exec "$0" -m pytest -p no:cacheprovider -q "$@"' \
   "$VENV/bin/python" "$@"
