@@ -86,6 +86,18 @@ class Server:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime of every thread
 
+    def thread_cpu(self) -> dict[str, float]:
+        """CPU seconds per thread name (tokio workers, the log writer, the span exporter, ...)."""
+        totals: dict[str, float] = {}
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            try:
+                name = (task / "comm").read_text().strip()
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # the thread ended in between
+                continue
+            totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / TICKS
+        return totals
+
     def status(self, key: str) -> int:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
             if line.startswith(key + ":"):
@@ -151,9 +163,13 @@ def load(args, workdir: Path, sink_port: int) -> dict:
             for name, server in servers.items():
                 spans_before = http_json(sink_port, "/stats")["spans"]
                 lines_before = count_lines(server.log)
-                cpu_before = server.cpu_seconds()
+                cpu_before, threads_before = server.cpu_seconds(), server.thread_cpu()
                 result = wrk(server.port, args.duration, args.connections)
                 result["cpu_us_per_request"] = (server.cpu_seconds() - cpu_before) / result["requests"] * 1e6
+                result["thread_us_per_request"] = {
+                    name: (cpu - threads_before.get(name, 0.0)) / result["requests"] * 1e6
+                    for name, cpu in server.thread_cpu().items()
+                }
                 if name == "kit":
                     # Let the exporter's last batch land before counting what reached the sink.
                     time.sleep(args.settle)
@@ -167,6 +183,36 @@ def load(args, workdir: Path, sink_port: int) -> dict:
         for server in servers.values():
             server.stop()
     return {"rounds": rounds, "peak_rss_kib": rss_after}
+
+
+# What each part of the kit costs: the full configuration with logs and/or export switched off.
+VARIANTS = {
+    "kit, logs off, no export": {"LOG_LEVEL": "off", "OTEL_EXPORTER_ZIPKIN_ENDPOINT": None},
+    "kit, logs on, no export": {"OTEL_EXPORTER_ZIPKIN_ENDPOINT": None},
+    "kit, logs off, export": {"LOG_LEVEL": "off"},
+}
+
+
+def breakdown(args, workdir: Path, sink_port: int) -> dict:
+    """One run per variant (after its warm-up): req/s, p99 and server CPU per request."""
+    results = {}
+    for name, changes in VARIANTS.items():
+        env = kit_env(free_port(), sink_port)
+        for key, value in changes.items():
+            if value is None:
+                env.pop(key)
+            else:
+                env[key] = value
+        server = Server(name, [args.kit], env, workdir / "variant.log", "/livez")
+        try:
+            wrk(server.port, args.warmup, args.connections)
+            cpu_before = server.cpu_seconds()
+            result = wrk(server.port, args.duration, args.connections)
+            result["cpu_us_per_request"] = (server.cpu_seconds() - cpu_before) / result["requests"] * 1e6
+            results[name] = result
+        finally:
+            server.stop()
+    return results
 
 
 def count_lines(path: Path) -> int:
@@ -206,7 +252,7 @@ def machine() -> dict:
         "hypervisor": field("Hypervisor vendor"),
         "kernel": os.uname().release,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0].strip(),
+        "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("[")[0].strip(),
     }
 
 
@@ -247,10 +293,10 @@ def markdown(results: dict) -> str:
         "",
         "| Figure | bare axum | kit (full stack) | kit / bare | Target | |",
         "|---|---:|---:|---:|---|---|",
-        f"| Throughput (req/s) | {s['bare_rps']:,.0f} | {s['kit_rps']:,.0f} | {s['rps_ratio']:.2f} "
-        f"(pairwise {s['rps_ratio_pairwise']:.2f}) | >= 0.5 | {met(s['rps_ratio'] >= TARGETS['rps_ratio'])} |",
-        f"| p99 latency (ms) | {s['bare_p99_ms']:.2f} | {s['kit_p99_ms']:.2f} | {s['p99_ratio']:.2f} "
-        f"(pairwise {s['p99_ratio_pairwise']:.2f}) | <= 2 | {met(s['p99_ratio'] <= TARGETS['p99_ratio'])} |",
+        f"| Throughput (req/s) | {s['bare_rps']:,.0f} | {s['kit_rps']:,.0f} | {s['rps_ratio']:.3f} "
+        f"(pairwise {s['rps_ratio_pairwise']:.3f}) | >= 0.5 | {met(s['rps_ratio'] >= TARGETS['rps_ratio'])} |",
+        f"| p99 latency (ms) | {s['bare_p99_ms']:.2f} | {s['kit_p99_ms']:.2f} | {s['p99_ratio']:.3f} "
+        f"(pairwise {s['p99_ratio_pairwise']:.3f}) | <= 2 | {met(s['p99_ratio'] <= TARGETS['p99_ratio'])} |",
         f"| p50 latency (ms) | {s['bare_p50_ms']:.2f} | {s['kit_p50_ms']:.2f} | "
         f"{s['kit_p50_ms'] / s['bare_p50_ms']:.2f} | | |",
         f"| Server CPU per request (µs) | {s['bare_cpu_us']:.1f} | {s['kit_cpu_us']:.1f} | "
@@ -263,6 +309,34 @@ def markdown(results: dict) -> str:
         "",
         f"The kit wrote {s['log_lines_per_request']:.3f} log lines and exported {s['spans_per_request']:.3f} "
         "spans per request (1 and 1 mean nothing was dropped).",
+        "",
+        "Where the kit's CPU goes (median per round, µs of server CPU per request, by thread):",
+        "",
+        "| Thread | µs per request |",
+        "|---|---:|",
+    ]
+    kit_rounds = results["load"]["rounds"]["kit"]
+    for thread in sorted({t for r in kit_rounds for t in r["thread_us_per_request"]}):
+        value = statistics.median(r["thread_us_per_request"].get(thread, 0.0) for r in kit_rounds)
+        if value >= 0.05:
+            lines.append(f"| `{thread}` | {value:.1f} |")
+    if results["breakdown"]:
+        lines += [
+            "",
+            "The parts: the kit with logs and/or export switched off, one run each after the rounds (single "
+            "runs, so noisier than the medians):",
+            "",
+            "| Configuration | req/s | kit / bare req/s | p99 (ms) | server CPU per request (µs) |",
+            "|---|---:|---:|---:|---:|",
+            f"| bare axum (median above) | {s['bare_rps']:,.0f} | 1.00 | {s['bare_p99_ms']:.2f} | "
+            f"{s['bare_cpu_us']:.1f} |",
+        ]
+        for name, r in results["breakdown"].items():
+            lines.append(f"| {name} | {r['rps']:,.0f} | {r['rps'] / s['bare_rps']:.2f} | {r['p99_ms']:.2f} | "
+                         f"{r['cpu_us_per_request']:.1f} |")
+        lines.append(f"| kit, logs on, export (median above) | {s['kit_rps']:,.0f} | {s['rps_ratio']:.2f} | "
+                     f"{s['kit_p99_ms']:.2f} | {s['kit_cpu_us']:.1f} |")
+    lines += [
         "",
         "Per round (req/s, p99 ms):",
         "",
@@ -286,6 +360,8 @@ def main() -> None:
     parser.add_argument("--startup-runs", type=int, default=21)
     parser.add_argument("--idle", type=float, default=1.0, help="seconds to idle before reading RSS")
     parser.add_argument("--settle", type=float, default=1.5, help="seconds for the last span batch to land")
+    parser.add_argument("--no-breakdown", dest="breakdown", action="store_false",
+                        help="skip the runs with logs and/or export switched off")
     parser.add_argument("--json", type=Path, help="write the raw figures here")
     parser.add_argument("--markdown", type=Path, help="write the report here")
     args = parser.parse_args()
@@ -302,6 +378,7 @@ def main() -> None:
             results = {"machine": machine(), "args": {k: v for k, v in vars(args).items() if k not in
                                                         ("json", "markdown", "kit", "bare")}}
             results["load"] = load(args, workdir, sink_port)
+            results["breakdown"] = breakdown(args, workdir, sink_port) if args.breakdown else {}
             results["startup"] = {
                 "kit": startup(args.kit, lambda port: kit_env(port, sink_port), "/livez", args.startup_runs,
                                args.idle),
