@@ -16,6 +16,14 @@ cargo build --locked -p reference-service
 target_dir=$(cargo metadata --format-version 1 --no-deps | "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 export REFERENCE_SERVICE_BIN="$target_dir/debug/reference-service"
 
+step "Rust process suites, every stdout line copied for the log-model checks"
+# telemed_kit::testing::ServiceProcess copies each process's stdout into this directory; the pytest suite
+# then checks every line of it against the logging model, not only the lines the Rust tests look at.
+rust_stdout="$target_dir/telemetry-rust-stdout"
+rm -rf "$rust_stdout" && mkdir -p "$rust_stdout"
+TELEMED_KIT_TEST_STDOUT_DIR="$rust_stdout" cargo test --locked -p kit-testbed --test lifecycle
+export RUST_SUITE_STDOUT_DIR="$rust_stdout"
+
 step "telemetry tests"
 # A network namespace of its own (loopback only): the services, the upstream and the Zipkin sink meet nothing
 # else on the machine, and nothing else can take the ports the tests pick.
