@@ -116,10 +116,22 @@ class Server:
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
+def cpu_times(cpu: int) -> list[int]:
+    """The CPU's /proc/stat counters (user nice system idle iowait irq softirq steal ...)."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{cpu} "):
+            return [int(value) for value in line.split()[1:]]
+    raise KeyError(cpu)
+
+
 def wrk(port: int, seconds: int, connections: int) -> dict:
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(HERE / "b3.lua"),
             f"http://127.0.0.1:{port}/"]
+    before = cpu_times(SERVER_CPU)
     output = subprocess.run(argv, capture_output=True, text=True, check=True, preexec_fn=pinned(LOAD_CPU)).stdout
+    # Time the hypervisor gave the server's vCPU to someone else: a busy host shows here, not in the figures.
+    delta = [after - first for after, first in zip(cpu_times(SERVER_CPU), before)]
+    steal_pct = 100 * delta[7] / max(1, sum(delta[:8]))
 
     def latency(label: str) -> float:
         value, unit = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()
@@ -134,6 +146,7 @@ def wrk(port: int, seconds: int, connections: int) -> dict:
         "p99_ms": latency("99"),
         "socket_errors": sum(map(int, errors.groups())) if errors else 0,
         "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "steal_pct": steal_pct,
     }
 
 
@@ -340,12 +353,19 @@ def markdown(results: dict) -> str:
         "",
         "Per round (req/s, p99 ms):",
         "",
-        "| Round | bare req/s | kit req/s | bare p99 | kit p99 |",
-        "|---:|---:|---:|---:|---:|",
+        "| Round | bare req/s | kit req/s | bare p99 | kit p99 | steal on the server CPU (bare, kit) |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     rounds = results["load"]["rounds"]
     for i, (b, k) in enumerate(zip(rounds["bare"], rounds["kit"]), 1):
-        lines.append(f"| {i} | {b['rps']:,.0f} | {k['rps']:,.0f} | {b['p99_ms']:.2f} | {k['p99_ms']:.2f} |")
+        lines.append(f"| {i} | {b['rps']:,.0f} | {k['rps']:,.0f} | {b['p99_ms']:.2f} | {k['p99_ms']:.2f} | "
+                     f"{b['steal_pct']:.1f} %, {k['steal_pct']:.1f} % |")
+    bare_rps = [r["rps"] for r in rounds["bare"]]
+    steal = max(r["steal_pct"] for name in rounds for r in rounds[name])
+    if max(bare_rps) > 1.15 * min(bare_rps) or steal > 5:
+        lines += ["", f"**Warning: the machine was busy during this run** (bare axum's throughput varied by "
+                  f"{100 * (max(bare_rps) / min(bare_rps) - 1):.0f} % between rounds; up to {steal:.0f} % of the "
+                  "server CPU's time was stolen by the hypervisor). Do not trust these ratios; run again."]
     return "\n".join(lines) + "\n"
 
 
