@@ -71,6 +71,20 @@ pub fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Where [`ServiceProcess`] also writes every stdout line of the processes it starts, when set: one file per
+/// process, `<program>-<pid>.log`. scripts/test-telemetry.sh sets it to check every line the Rust suites'
+/// processes wrote against the logging model, not only the lines those tests look at.
+pub const STDOUT_COPY_DIR: &str = "TELEMED_KIT_TEST_STDOUT_DIR";
+
+fn stdout_copy(command: &Command, pid: u32) -> Option<std::fs::File> {
+    let dir = std::env::var_os(STDOUT_COPY_DIR)?;
+    let program = Path::new(command.get_program())
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    std::fs::File::create(Path::new(&dir).join(format!("{program}-{pid}.log"))).ok()
+}
+
 /// A service binary running as a child process with its stdout collected.
 #[derive(Debug)]
 pub struct ServiceProcess {
@@ -118,13 +132,18 @@ impl ServiceProcess {
             let _ = exited.send(child.wait());
         });
         let all = seen.clone();
+        let mut copy = stdout_copy(command, pid);
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                if let Some(copy) = &mut copy {
+                    let _ = writeln!(copy, "{line}");
+                }
                 if let Ok(mut all) = all.lock() {
                     all.push(line.clone());
                 }
-                if sender.send(line).is_err() {
+                // With a copy to write, every line is read to the end even once nobody waits for lines.
+                if sender.send(line).is_err() && copy.is_none() {
                     break;
                 }
             }

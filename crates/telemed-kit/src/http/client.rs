@@ -13,7 +13,8 @@
 //!
 //! Connect and request timeouts come from `OUTBOUND_CONNECT_TIMEOUT` (default 1s) and `OUTBOUND_TIMEOUT`
 //! (default 5s). Errors are typed ([`ClientError`]) and name the target by scheme, host and path only: query
-//! strings and credentials never reach an error message, a log line or a span.
+//! strings and credentials never reach an error message, a log line or a span. The client span's `url.full`
+//! and error status are [redacted](crate::telemetry::redact) as well: a path can hold a CPR number.
 //!
 //! Propagation is written here rather than taken from `reqwest-tracing`, which pins an older OpenTelemetry.
 //!
@@ -49,6 +50,7 @@ use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _};
 use crate::config::{ConfigError, Env, ServiceIdentity};
 use crate::telemetry::Telemetry;
 use crate::telemetry::context::{self, RequestContext};
+use crate::telemetry::redact::redact;
 
 /// Outbound client settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -327,7 +329,8 @@ impl RequestBuilder {
                     .with_attributes([
                         KeyValue::new("http.request.method", method.to_string()),
                         KeyValue::new("server.address", url.host_str().unwrap_or("").to_owned()),
-                        KeyValue::new("url.full", target_of(&url)),
+                        // The path can carry a CPR number (a key, an identifier); spans are kept like logs.
+                        KeyValue::new("url.full", redact(&target_of(&url)).into_owned()),
                     ])
                     .start_with_context(tracer, &parent);
                 parent.with_span(span)
@@ -386,7 +389,9 @@ impl RequestBuilder {
                         span.set_status(Status::error(""));
                     }
                 }
-                Err(error) => span.set_status(Status::error(error.to_string())),
+                Err(error) => {
+                    span.set_status(Status::error(redact(&error.to_string()).into_owned()))
+                }
             }
             span.end();
         }

@@ -1,0 +1,424 @@
+"""Benchmark driver for scripts/bench.sh: the reference service's full stack against bare axum.
+
+Run with: scripts/bench.sh [--rounds N --duration S ...] (it builds both binaries and passes their paths).
+
+- Throughput and latency: wrk (keep-alive, 64 connections, one thread) on `GET /`, the servers pinned to one
+  core and wrk plus the Zipkin sink to the other; bare, kit, bare, kit, ... for several rounds; medians. The
+  kit runs in production shape: JSON logs on (stdout to a file), every request sampled (B3 `X-B3-Sampled: 1`
+  from wrk, ratio 1) and exported to a local sink (scripts/bench/sink.py) that discards spans.
+- Startup: exec to the first 200 from /livez, polled in a tight loop from the other core, export configured;
+  idle RSS from /proc/<pid>/status once it has answered and idled.
+
+Prints a Markdown report (and writes it and the raw figures as JSON where asked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SERVER_CPU = 0
+LOAD_CPU = 1
+TICKS = os.sysconf("SC_CLK_TCK")
+
+TARGETS = {"rps_ratio": 0.5, "p99_ratio": 2.0, "startup_ms": 20.0, "idle_rss_mib": 10.0}
+
+
+def pinned(cpu: int):
+    return lambda: os.sched_setaffinity(0, {cpu})
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def probe(port: int, path: str) -> int | None:
+    """The status of one GET on a fresh connection, None while nothing listens."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode())
+            status_line = sock.recv(64)
+    except OSError:
+        return None
+    match = re.match(rb"HTTP/1\.[01] (\d{3})", status_line)
+    return int(match.group(1)) if match else None
+
+
+def http_json(port: int, path: str) -> dict:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode())
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    return json.loads(raw.partition(b"\r\n\r\n")[2])
+
+
+class Server:
+    """A server binary pinned to SERVER_CPU, stdout to `log` (a file, as a collector would read it)."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path, ready_path: str):
+        self.name = name
+        self.port = int(env["PORT"])
+        self.log = log
+        self.process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log.open("wb"),
+                                        stderr=subprocess.STDOUT, preexec_fn=pinned(SERVER_CPU))
+        deadline = time.monotonic() + 20
+        while probe(self.port, ready_path) != 200:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{name} did not start:\n{log.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.01)
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime of every thread
+
+    def thread_cpu(self) -> dict[str, float]:
+        """CPU seconds per thread name (tokio workers, the log writer, the span exporter, ...)."""
+        totals: dict[str, float] = {}
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            try:
+                name = (task / "comm").read_text().strip()
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # the thread ended in between
+                continue
+            totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / TICKS
+        return totals
+
+    def status(self, key: str) -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])  # kB
+        raise KeyError(key)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def cpu_times(cpu: int) -> list[int]:
+    """The CPU's /proc/stat counters (user nice system idle iowait irq softirq steal ...)."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{cpu} "):
+            return [int(value) for value in line.split()[1:]]
+    raise KeyError(cpu)
+
+
+def wrk(port: int, seconds: int, connections: int) -> dict:
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(HERE / "b3.lua"),
+            f"http://127.0.0.1:{port}/"]
+    before = cpu_times(SERVER_CPU)
+    output = subprocess.run(argv, capture_output=True, text=True, check=True, preexec_fn=pinned(LOAD_CPU)).stdout
+    # Time the hypervisor gave the server's vCPU to someone else: a busy host shows here, not in the figures.
+    delta = [after - first for after, first in zip(cpu_times(SERVER_CPU), before)]
+    steal_pct = 100 * delta[7] / max(1, sum(delta[:8]))
+
+    def latency(label: str) -> float:
+        value, unit = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()
+        return float(value) * UNITS[unit]
+
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "requests": int(re.search(r"(\d+) requests in", output).group(1)),
+        "p50_ms": latency("50"),
+        "p99_ms": latency("99"),
+        "socket_errors": sum(map(int, errors.groups())) if errors else 0,
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "steal_pct": steal_pct,
+    }
+
+
+def kit_env(port: int, sink_port: int) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PORT": str(port),
+        "KVSTORE_URL": f"http://127.0.0.1:{sink_port}",
+        "OTEL_EXPORTER_ZIPKIN_ENDPOINT": f"http://127.0.0.1:{sink_port}/api/v2/spans",
+        "OTEL_TRACES_SAMPLER_ARG": "1",
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "info",
+        "SHUTDOWN_DELAY": "0s",
+    }
+
+
+def load(args, workdir: Path, sink_port: int) -> dict:
+    bare = Server("bare", [args.bare], {"PATH": os.environ.get("PATH", ""), "PORT": str(free_port())},
+                  workdir / "bare.log", "/")
+    kit = Server("kit", [args.kit], kit_env(free_port(), sink_port), workdir / "kit.log", "/livez")
+    servers = {"bare": bare, "kit": kit}
+    rounds: dict[str, list[dict]] = {"bare": [], "kit": []}
+    try:
+        for server in servers.values():
+            wrk(server.port, args.warmup, args.connections)
+        for _ in range(args.rounds):
+            for name, server in servers.items():
+                spans_before = http_json(sink_port, "/stats")["spans"]
+                lines_before = count_lines(server.log)
+                cpu_before, threads_before = server.cpu_seconds(), server.thread_cpu()
+                result = wrk(server.port, args.duration, args.connections)
+                result["cpu_us_per_request"] = (server.cpu_seconds() - cpu_before) / result["requests"] * 1e6
+                result["thread_us_per_request"] = {
+                    name: (cpu - threads_before.get(name, 0.0)) / result["requests"] * 1e6
+                    for name, cpu in server.thread_cpu().items()
+                }
+                if name == "kit":
+                    # Let the exporter's last batch land before counting what reached the sink.
+                    time.sleep(args.settle)
+                    result["spans_exported"] = http_json(sink_port, "/stats")["spans"] - spans_before
+                    result["log_lines"] = count_lines(server.log) - lines_before
+                rounds[name].append(result)
+                if result["socket_errors"] or result["non_2xx"]:
+                    raise SystemExit(f"{name}: errors under load: {result}")
+        rss_after = {name: server.status("VmHWM") for name, server in servers.items()}
+    finally:
+        for server in servers.values():
+            server.stop()
+    return {"rounds": rounds, "peak_rss_kib": rss_after}
+
+
+# What each part of the kit costs: the full configuration with logs and/or export switched off.
+VARIANTS = {
+    "kit, logs off, no export": {"LOG_LEVEL": "off", "OTEL_EXPORTER_ZIPKIN_ENDPOINT": None},
+    "kit, logs on, no export": {"OTEL_EXPORTER_ZIPKIN_ENDPOINT": None},
+    "kit, logs off, export": {"LOG_LEVEL": "off"},
+}
+
+
+def breakdown(args, workdir: Path, sink_port: int) -> dict:
+    """One run per variant (after its warm-up): req/s, p99 and server CPU per request."""
+    results = {}
+    for name, changes in VARIANTS.items():
+        env = kit_env(free_port(), sink_port)
+        for key, value in changes.items():
+            if value is None:
+                env.pop(key)
+            else:
+                env[key] = value
+        server = Server(name, [args.kit], env, workdir / "variant.log", "/livez")
+        try:
+            wrk(server.port, args.warmup, args.connections)
+            cpu_before = server.cpu_seconds()
+            result = wrk(server.port, args.duration, args.connections)
+            result["cpu_us_per_request"] = (server.cpu_seconds() - cpu_before) / result["requests"] * 1e6
+            results[name] = result
+        finally:
+            server.stop()
+    return results
+
+
+def count_lines(path: Path) -> int:
+    with path.open("rb") as file:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: file.read(1 << 20), b""))
+
+
+def startup(binary: str, env_for, ready_path: str, runs: int, idle: float) -> dict:
+    """Exec to the first 200 on `ready_path`, and RSS after `idle` seconds, over `runs` fresh processes."""
+    os.sched_setaffinity(0, {LOAD_CPU})
+    times_ms, rss_kib = [], []
+    for _ in range(runs):
+        env = env_for(free_port())
+        port = int(env["PORT"])
+        started = time.perf_counter_ns()
+        process = subprocess.Popen([binary], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, preexec_fn=pinned(SERVER_CPU))
+        while probe(port, ready_path) != 200:
+            if process.poll() is not None:
+                raise SystemExit(f"{binary} exited during startup ({process.returncode})")
+        times_ms.append((time.perf_counter_ns() - started) / 1e6)
+        time.sleep(idle)
+        for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                rss_kib.append(int(line.split()[1]))
+        process.send_signal(signal.SIGTERM)
+        process.wait(15)
+    return {"ms": times_ms, "rss_kib": rss_kib}
+
+
+def machine() -> dict:
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    field = lambda name: (re.search(rf"^{name}:\s+(.*)$", lscpu, re.M) or [None, "?"])[1]
+    return {
+        "cpu": field("Model name"),
+        "cpus": field("CPU\\(s\\)"),
+        "hypervisor": field("Hypervisor vendor"),
+        "kernel": os.uname().release,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("[")[0].strip(),
+    }
+
+
+def summarise(results: dict) -> dict:
+    rounds = results["load"]["rounds"]
+    med = lambda name, key: statistics.median(r[key] for r in rounds[name])
+    pairwise = lambda key: statistics.median(k[key] / b[key] for b, k in zip(rounds["bare"], rounds["kit"]))
+    kit_requests = sum(r["requests"] for r in rounds["kit"])
+    return {
+        "bare_rps": med("bare", "rps"), "kit_rps": med("kit", "rps"),
+        "bare_p99_ms": med("bare", "p99_ms"), "kit_p99_ms": med("kit", "p99_ms"),
+        "bare_p50_ms": med("bare", "p50_ms"), "kit_p50_ms": med("kit", "p50_ms"),
+        "rps_ratio": med("kit", "rps") / med("bare", "rps"),
+        "p99_ratio": med("kit", "p99_ms") / med("bare", "p99_ms"),
+        "rps_ratio_pairwise": pairwise("rps"), "p99_ratio_pairwise": pairwise("p99_ms"),
+        "bare_cpu_us": med("bare", "cpu_us_per_request"), "kit_cpu_us": med("kit", "cpu_us_per_request"),
+        "spans_per_request": sum(r["spans_exported"] for r in rounds["kit"]) / kit_requests,
+        "log_lines_per_request": sum(r["log_lines"] for r in rounds["kit"]) / kit_requests,
+        "startup_ms": statistics.median(results["startup"]["kit"]["ms"]),
+        "startup_ms_max": max(results["startup"]["kit"]["ms"]),
+        "bare_startup_ms": statistics.median(results["startup"]["bare"]["ms"]),
+        "idle_rss_mib": statistics.median(results["startup"]["kit"]["rss_kib"]) / 1024,
+        "bare_idle_rss_mib": statistics.median(results["startup"]["bare"]["rss_kib"]) / 1024,
+        "peak_rss_mib": results["load"]["peak_rss_kib"]["kit"] / 1024,
+        "bare_peak_rss_mib": results["load"]["peak_rss_kib"]["bare"] / 1024,
+    }
+
+
+def markdown(results: dict) -> str:
+    s, m, a = results["summary"], results["machine"], results["args"]
+    met = lambda ok: "**met**" if ok else "**missed**"
+    lines = [
+        f"Run: {m['date']}, {m['cpu']} ({m['cpus']} vCPUs, {m['hypervisor']} guest), Linux {m['kernel']}, "
+        f"{m['wrk']}. Servers on CPU {SERVER_CPU}; wrk and the sink on CPU {LOAD_CPU}. "
+        f"{a['rounds']} rounds of {a['duration']} s per server, alternating, {a['connections']} keep-alive "
+        f"connections, after a {a['warmup']} s warm-up each; medians. Startup and idle RSS: median of "
+        f"{a['startup_runs']} fresh processes.",
+        "",
+        "| Figure | bare axum | kit (full stack) | kit / bare | Target | |",
+        "|---|---:|---:|---:|---|---|",
+        f"| Throughput (req/s) | {s['bare_rps']:,.0f} | {s['kit_rps']:,.0f} | {s['rps_ratio']:.3f} "
+        f"(pairwise {s['rps_ratio_pairwise']:.3f}) | >= 0.5 | {met(s['rps_ratio'] >= TARGETS['rps_ratio'])} |",
+        f"| p99 latency (ms) | {s['bare_p99_ms']:.2f} | {s['kit_p99_ms']:.2f} | {s['p99_ratio']:.3f} "
+        f"(pairwise {s['p99_ratio_pairwise']:.3f}) | <= 2 | {met(s['p99_ratio'] <= TARGETS['p99_ratio'])} |",
+        f"| p50 latency (ms) | {s['bare_p50_ms']:.2f} | {s['kit_p50_ms']:.2f} | "
+        f"{s['kit_p50_ms'] / s['bare_p50_ms']:.2f} | | |",
+        f"| Server CPU per request (µs) | {s['bare_cpu_us']:.1f} | {s['kit_cpu_us']:.1f} | "
+        f"{s['kit_cpu_us'] / s['bare_cpu_us']:.2f} | | |",
+        f"| Startup, exec to first 200 (ms) | {s['bare_startup_ms']:.1f} | {s['startup_ms']:.1f} "
+        f"(max {s['startup_ms_max']:.1f}) | | <= 20 ms | {met(s['startup_ms'] <= TARGETS['startup_ms'])} |",
+        f"| Idle RSS (MiB) | {s['bare_idle_rss_mib']:.1f} | {s['idle_rss_mib']:.1f} | | <= 10 MiB | "
+        f"{met(s['idle_rss_mib'] <= TARGETS['idle_rss_mib'])} |",
+        f"| Peak RSS under load (MiB) | {s['bare_peak_rss_mib']:.1f} | {s['peak_rss_mib']:.1f} | | | |",
+        "",
+        f"The kit wrote {s['log_lines_per_request']:.3f} log lines and exported {s['spans_per_request']:.3f} "
+        "spans per request (1 and 1 mean nothing was dropped).",
+        "",
+        "Where the kit's CPU goes (median per round, µs of server CPU per request, by thread):",
+        "",
+        "| Thread | µs per request |",
+        "|---|---:|",
+    ]
+    kit_rounds = results["load"]["rounds"]["kit"]
+    for thread in sorted({t for r in kit_rounds for t in r["thread_us_per_request"]}):
+        value = statistics.median(r["thread_us_per_request"].get(thread, 0.0) for r in kit_rounds)
+        if value >= 0.05:
+            lines.append(f"| `{thread}` | {value:.1f} |")
+    if results["breakdown"]:
+        lines += [
+            "",
+            "The parts: the kit with logs and/or export switched off, one run each after the rounds (single "
+            "runs, so noisier than the medians):",
+            "",
+            "| Configuration | req/s | kit / bare req/s | p99 (ms) | server CPU per request (µs) |",
+            "|---|---:|---:|---:|---:|",
+            f"| bare axum (median above) | {s['bare_rps']:,.0f} | 1.00 | {s['bare_p99_ms']:.2f} | "
+            f"{s['bare_cpu_us']:.1f} |",
+        ]
+        for name, r in results["breakdown"].items():
+            lines.append(f"| {name} | {r['rps']:,.0f} | {r['rps'] / s['bare_rps']:.2f} | {r['p99_ms']:.2f} | "
+                         f"{r['cpu_us_per_request']:.1f} |")
+        lines.append(f"| kit, logs on, export (median above) | {s['kit_rps']:,.0f} | {s['rps_ratio']:.2f} | "
+                     f"{s['kit_p99_ms']:.2f} | {s['kit_cpu_us']:.1f} |")
+    lines += [
+        "",
+        "Per round (req/s, p99 ms):",
+        "",
+        "| Round | bare req/s | kit req/s | bare p99 | kit p99 | steal on the server CPU (bare, kit) |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    rounds = results["load"]["rounds"]
+    for i, (b, k) in enumerate(zip(rounds["bare"], rounds["kit"]), 1):
+        lines.append(f"| {i} | {b['rps']:,.0f} | {k['rps']:,.0f} | {b['p99_ms']:.2f} | {k['p99_ms']:.2f} | "
+                     f"{b['steal_pct']:.1f} %, {k['steal_pct']:.1f} % |")
+    bare_rps = [r["rps"] for r in rounds["bare"]]
+    steal = max(r["steal_pct"] for name in rounds for r in rounds[name])
+    if max(bare_rps) > 1.15 * min(bare_rps) or steal > 5:
+        lines += ["", f"**Warning: the machine was busy during this run** (bare axum's throughput varied by "
+                  f"{100 * (max(bare_rps) / min(bare_rps) - 1):.0f} % between rounds; up to {steal:.0f} % of the "
+                  "server CPU's time was stolen by the hypervisor). Do not trust these ratios; run again."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--kit", required=True, help="the reference service binary (release)")
+    parser.add_argument("--bare", required=True, help="the bare axum binary (release)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per server")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--startup-runs", type=int, default=21)
+    parser.add_argument("--idle", type=float, default=1.0, help="seconds to idle before reading RSS")
+    parser.add_argument("--settle", type=float, default=1.5, help="seconds for the last span batch to land")
+    parser.add_argument("--no-breakdown", dest="breakdown", action="store_false",
+                        help="skip the runs with logs and/or export switched off")
+    parser.add_argument("--json", type=Path, help="write the raw figures here")
+    parser.add_argument("--markdown", type=Path, help="write the report here")
+    args = parser.parse_args()
+    if len(os.sched_getaffinity(0)) < 2:
+        raise SystemExit("needs two CPUs: one for the servers, one for wrk and the sink")
+
+    with tempfile.TemporaryDirectory(prefix="telemed-bench-") as tmp:
+        workdir = Path(tmp)
+        sink_port = free_port()
+        sink = subprocess.Popen([sys.executable, str(HERE / "sink.py"), str(sink_port)], stdout=subprocess.PIPE,
+                                text=True, preexec_fn=pinned(LOAD_CPU))
+        try:
+            sink.stdout.readline()  # "sink listening"
+            results = {"machine": machine(), "args": {k: v for k, v in vars(args).items() if k not in
+                                                        ("json", "markdown", "kit", "bare")}}
+            results["load"] = load(args, workdir, sink_port)
+            results["breakdown"] = breakdown(args, workdir, sink_port) if args.breakdown else {}
+            results["startup"] = {
+                "kit": startup(args.kit, lambda port: kit_env(port, sink_port), "/livez", args.startup_runs,
+                               args.idle),
+                "bare": startup(args.bare, lambda port: {"PORT": str(port)}, "/", args.startup_runs, args.idle),
+            }
+        finally:
+            sink.terminate()
+            sink.wait()
+    results["summary"] = summarise(results)
+    report = markdown(results)
+    print(report)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if args.markdown:
+        args.markdown.write_text(report)
+    ok = (results["summary"]["rps_ratio"] >= TARGETS["rps_ratio"] and results["summary"]["p99_ratio"] <=
+          TARGETS["p99_ratio"] and results["summary"]["startup_ms"] <= TARGETS["startup_ms"] and
+          results["summary"]["idle_rss_mib"] <= TARGETS["idle_rss_mib"])
+    print("all targets met" if ok else "some targets missed (see the table)")
+
+
+if __name__ == "__main__":
+    main()
