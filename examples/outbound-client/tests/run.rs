@@ -14,6 +14,9 @@ use telemed_kit::testing::{ServiceProcess, Signal, free_port, http_get, http_req
 const TIMEOUT: Duration = Duration::from_secs(20);
 const TRACE_ID: &str = "463ac35c9f6413ad48485a3953bb6124";
 const SPAN_ID: &str = "a2fb4a1d1a96d312";
+const OT_SPAN_CONTEXT: &str =
+    "463ac35c9f6413ad48485a3953bb6124;a2fb4a1d1a96d312;0000000000000000;cs";
+const TRACEPARENT: &str = "00-463ac35c9f6413ad48485a3953bb6124-a2fb4a1d1a96d312-01";
 
 /// A FHIR server stand-in that records the headers of every request it gets.
 fn upstream() -> (SocketAddr, Arc<Mutex<Vec<HeaderMap>>>) {
@@ -66,7 +69,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 #[test]
-fn the_call_carries_trace_context_request_id_audit_header_user_agent_and_the_callers_token() {
+fn the_call_carries_trace_headers_request_id_audit_header_user_agent_and_the_callers_token() {
     let (addr, seen) = upstream();
     let mut service = start(&format!("http://{addr}/fhir"));
 
@@ -80,6 +83,9 @@ fn the_call_carries_trace_context_request_id_audit_header_user_agent_and_the_cal
             ("X-B3-SpanId", SPAN_ID),
             ("X-B3-Sampled", "1"),
             ("x-request-id", "req-42"),
+            ("x-ot-span-context", OT_SPAN_CONTEXT),
+            ("traceparent", TRACEPARENT),
+            ("tracestate", "vendor=value"),
             ("x-audit-restriction-levels", "level-1"),
         ],
         b"",
@@ -98,6 +104,9 @@ fn the_call_carries_trace_context_request_id_audit_header_user_agent_and_the_cal
     assert_eq!(header(&headers, "x-b3-traceid"), Some(TRACE_ID));
     assert_eq!(header(&headers, "x-b3-sampled"), Some("1"));
     assert_eq!(header(&headers, "x-request-id"), Some("req-42"));
+    assert_eq!(header(&headers, "x-ot-span-context"), Some(OT_SPAN_CONTEXT));
+    assert_eq!(header(&headers, "traceparent"), Some(TRACEPARENT));
+    assert_eq!(header(&headers, "tracestate"), Some("vendor=value"));
     assert_eq!(
         header(&headers, "x-audit-restriction-levels"),
         Some("level-1")
