@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Runs {{project-name}} on http://localhost:{{port}} with human-readable logs{% if kvstore %}, next to the kit's key-value store
-# stand-in on port {% if port == "8090" %}8091{% else %}8090{% endif %}{% endif %}. Ctrl-C stops it with the same graceful shutdown the platform's SIGTERM triggers.
+# Runs {{project-name}} on http://localhost:{{port}} with human-readable logs; Ctrl-C stops it with the same
+# graceful shutdown that the platform's SIGTERM triggers.
+{%- if kvstore %}
+# The kit's key-value store stand-in runs beside it, on port {% if port == "8090" %}8091{% else %}8090{% endif %}.
+{%- endif %}
 set -euo pipefail
 cd "$(dirname "$0")/.."
 {%- if kvstore %}

@@ -1,6 +1,8 @@
 //! {{description}}
 //!
-//! Run with: `bash scripts/run-local.sh` (http://localhost:{{port}}{% if kvstore %}, next to a local key-value store stand-in{% endif %}).
+//! Run with: `bash scripts/run-local.sh` (http://localhost:{{port}}
+{%- if kvstore %}, next to a local key-value store
+//! stand-in{% endif %}).
 //!
 //! Routes: `GET /` answers the service's name and version. The kit adds the probes (`/healthz`, `/readyz`,
 //! `/livez`), JSON logs on stdout in the eHealth logging model, trace propagation and a graceful shutdown on

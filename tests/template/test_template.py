@@ -227,3 +227,15 @@ def test_the_key_value_store_url_is_required_exactly_when_the_service_uses_the_s
     with pytest.raises(chart.ChartError, match="KVSTORE_URL"):
         chart.render({"config": {"KVSTORE_URL": KVSTORE_URL}}, name="chart-svc",
                      chart=service(generated, "chart-svc") / "chart")
+
+
+@pytest.mark.parametrize("variant", ["demo-svc", "lean-svc"])
+def test_ci_example_runs_the_services_own_checks_then_builds_the_image(generated, variant):
+    workflow = load_yaml(service(generated, variant) / ".github" / "workflows" / "ci.yml")
+    test_steps = [step.get("run", "") for step in workflow["jobs"]["test"]["steps"]]
+    assert "bash scripts/test.sh" in test_steps
+    uses = [step.get("uses", "") for step in workflow["jobs"]["test"]["steps"]]
+    assert any(use.startswith("azure/setup-helm") for use in uses) == (variant == "demo-svc"), "helm only with a chart"
+    image = workflow["jobs"]["image"]
+    assert image["needs"] == "test"
+    assert any("docker build" in step.get("run", "") for step in image["steps"])
