@@ -86,7 +86,7 @@ fn route_and_probes_answer() {
 
 #[test]
 fn sigterm_turns_readiness_off_keeps_serving_through_the_delay_then_exits_0() {
-    let mut service = start(&[("SHUTDOWN_DELAY", "1s")]);
+    let mut service = start(&[("SHUTDOWN_DELAY", "2s")]);
     assert_eq!(get(&service, "/").status, 200);
 
     service.signal(Signal::Term).unwrap();

@@ -27,7 +27,7 @@ fn readiness_waits_for_the_startup_task_then_follows_the_upstream() {
         env!("CARGO_BIN_EXE_example-readiness"),
         &[
             ("UPSTREAM_ADDR", &upstream_addr),
-            ("WARM_UP_DELAY", "1s"),
+            ("WARM_UP_DELAY", "2s"),
             ("READINESS_CHECK_INTERVAL", "200ms"),
             ("SHUTDOWN_DELAY", "100ms"),
         ],
