@@ -24,6 +24,9 @@ CACHE_DISABLED=true cargo test -p reference-service --all-features --locked
 step "API docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked -q
 
+step "template"
+bash scripts/test-template.sh
+
 step "chart"
 bash scripts/test-chart.sh
 
