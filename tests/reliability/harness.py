@@ -130,6 +130,14 @@ class StandIn(Process):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def create(self, key: str, value: bytes) -> str:
+        """Creates `key` as text directly in the store; returns its ETag."""
+        answer = request(self.port, "POST", f"/properties/{APPLICATION}/{key}", body=value,
+                         headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "text/plain"})
+        if answer is None or answer[0] != 201:
+            raise RuntimeError(f"could not create {key} in the stand-in: {answer and answer[0]}")
+        return answer[1]["etag"]
+
     def etag(self, key: str) -> str | None:
         """The stored ETag of `key`, read from the store itself (no service cache in between)."""
         answer = request(self.port, "GET", f"/properties/{APPLICATION}/{key}",

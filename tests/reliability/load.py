@@ -8,7 +8,7 @@ Worker threads send a mix of requests at a fixed total rate, in one of two modes
   not pool, and the one that exercises accepting during shutdown.
 
 A request succeeds only with the expected status and body: 200 and the service's name for `GET /`, 200 and the
-stored value for `GET /settings/{key}`, 200 and a new `ETag` for the `PUT`. Anything else is a failure, counted
+stored value for `GET /settings/{key}` (a key drawn from `reads`), 200 and a new `ETag` for the `PUT`. Anything else is a failure, counted
 by cause (`status 503`, `connection refused`, `closed without response`, `timeout`, `wrong body`, ...); nothing
 is retried, so that nothing is hidden. The rate is open-loop per worker: a late request does not make the next
 ones come faster, and falling behind shows as a lower achieved rate rather than a burst.
@@ -76,9 +76,8 @@ class Tally:
 class LoadClient:
     """Sends `rate` requests per second in total from `workers` threads until `stop()`."""
 
-    def __init__(self, port: int, mode: str, rate: float, workers: int, mix: Mix, read_key: str,
-                 read_value: bytes, write_etags: dict[str, str], recover_etag: Callable[[str], str | None],
-                 timeout: float = 5.0):
+    def __init__(self, port: int, mode: str, rate: float, workers: int, mix: Mix, reads: dict[str, bytes],
+                 write_etags: dict[str, str], recover_etag: Callable[[str], str | None], timeout: float = 5.0):
         if mode not in ("keepalive", "newconn"):
             raise ValueError(f"mode {mode!r}: expected keepalive or newconn")
         if mix.write > 0 and len(write_etags) < workers:
@@ -88,8 +87,8 @@ class LoadClient:
         self.rate = rate
         self.workers = workers
         self.mix = mix
-        self.read_key = read_key
-        self.read_value = read_value
+        self.reads = reads
+        self.read_keys = list(reads)
         self.write_keys = list(write_etags)
         self.etags = dict(write_etags)
         self.recover_etag = recover_etag
@@ -140,7 +139,7 @@ class LoadClient:
             if self.mode == "newconn":
                 conn = self._connect()
             started = time.monotonic()
-            cause = self._one(conn, kind, write_key)
+            cause = self._one(conn, kind, write_key, rng)
             elapsed = time.monotonic() - started
             if self.mode == "newconn" or cause is not None:
                 conn.close()
@@ -160,16 +159,18 @@ class LoadClient:
         if conn is not None:
             conn.close()
 
-    def _one(self, conn: http.client.HTTPConnection, kind: str, write_key: str | None) -> str | None:
+    def _one(self, conn: http.client.HTTPConnection, kind: str, write_key: str | None,
+             rng: random.Random) -> str | None:
         """Sends one request; None on success, else the cause of the failure."""
         headers = dict(AUTH)
         if self.mode == "newconn":
             headers["Connection"] = "close"
         body = None
+        read_key = rng.choice(self.read_keys) if kind == "read" else None
         if kind == "root":
             method, path = "GET", "/"
         elif kind == "read":
-            method, path = "GET", f"/settings/{self.read_key}"
+            method, path = "GET", f"/settings/{read_key}"
         else:
             method, path = "PUT", f"/settings/{write_key}"
             headers["Content-Type"] = "text/plain"
@@ -204,7 +205,7 @@ class LoadClient:
             except ValueError:
                 return "wrong body"
         elif kind == "read":
-            if payload != self.read_value:
+            if payload != self.reads[read_key]:
                 return "wrong body"
         else:
             etag = response.getheader("ETag")

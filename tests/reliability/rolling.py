@@ -38,7 +38,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import APPLICATION, TOKEN, CheckSettings, Haproxy, Instance, StandIn, request, wait_until
+from harness import TOKEN, CheckSettings, Haproxy, Instance, StandIn, request, wait_until
 from load import LoadClient, Mix, Tally
 
 READ_KEY = "rolling-read"
@@ -193,15 +193,8 @@ class Fleet:
 
 def create_keys(standin: StandIn, workers: int) -> dict[str, str]:
     """Creates the read key and one write key per worker directly in the store; returns the write keys' ETags."""
-    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "text/plain"}
-    etags = {}
-    for key, value in [(READ_KEY, READ_VALUE)] + [(f"rolling-write-{i}", b"initial") for i in range(workers)]:
-        answer = request(standin.port, "POST", f"/properties/{APPLICATION}/{key}", body=value, headers=headers)
-        if answer is None or answer[0] != 201:
-            raise RuntimeError(f"could not create {key} in the stand-in: {answer and answer[0]}")
-        if key != READ_KEY:
-            etags[key] = answer[1]["etag"]
-    return etags
+    standin.create(READ_KEY, READ_VALUE)
+    return {key: standin.create(key, b"initial") for key in (f"rolling-write-{i}" for i in range(workers))}
 
 
 def serves_settings(fleet: Fleet, build: Build) -> bool:
@@ -234,7 +227,7 @@ def run(scenario: Scenario, standin_binary: Path, run_root: Path, rate: float, w
             instance = fleet.start_instance(scenario.initial)
             instance.wait_ready()
             fleet.place(instance)
-        load = LoadClient(fleet.proxy.port, scenario.mode, rate, workers, scenario.mix, READ_KEY, READ_VALUE, etags,
+        load = LoadClient(fleet.proxy.port, scenario.mode, rate, workers, scenario.mix, {READ_KEY: READ_VALUE}, etags,
                           fleet.standin.etag)
         load.start()
         deadline = time.monotonic() + scenario.duration
