@@ -42,6 +42,8 @@ from harness import TOKEN, CheckSettings, Haproxy, Instance, StandIn, request, w
 from load import LoadClient, Mix, Tally
 
 READ_KEY = "rolling-read"
+# The platform's terminationGracePeriodSeconds: a process still running then is killed, and that is a failure.
+GRACE_PERIOD = 10.0
 READ_VALUE = b"the value every reader expects"
 
 
@@ -171,9 +173,9 @@ class Fleet:
         if self.scenario.routing == "endpoints":
             time.sleep(self.endpoint_lag)  # the modelled propagation delay, not a synchronisation
             self.proxy.remove(slot)
-            code = old.wait_exit(timeout=12)
+            code = old.wait_exit(timeout=GRACE_PERIOD)
         else:
-            code = old.wait_exit(timeout=12)
+            code = old.wait_exit(timeout=GRACE_PERIOD)
             # Only HAProxy's own check takes it out: leave it in rotation until the check has seen it fail.
             try:
                 wait_until(lambda: not self.proxy.status(slot).startswith("UP"), 30, f"HAProxy to see {slot} DOWN")

@@ -211,7 +211,7 @@ def main() -> int:
         tallies = [client.stop() for client in clients]
         samples = sampler.stop()
         instance.terminate()
-        code = instance.wait_exit(timeout=12)
+        code = instance.wait_exit(timeout=10)
         code_ok = code == 0
     finally:
         if instance is not None:
