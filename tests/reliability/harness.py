@@ -106,7 +106,9 @@ class Process:
     def stop(self) -> None:
         """Ends the process if it still runs (cleanup; not part of any measurement)."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            # A second SIGTERM would make a kit service exit at once: send one only if none was sent.
+            if self.sigterm_at is None:
+                self.terminate()
             try:
                 self.proc.wait(timeout=12)
             except subprocess.TimeoutExpired:

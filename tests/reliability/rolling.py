@@ -34,6 +34,7 @@ import argparse
 import json
 import sys
 import time
+import traceback
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,10 +143,15 @@ class Fleet:
         self.run_dir = run_dir
         self.endpoint_lag = endpoint_lag
         self.standin = StandIn(standin_binary, run_dir)
-        self.proxy = Haproxy(run_dir, self.SLOTS, scenario.check)
+        try:
+            self.proxy = Haproxy(run_dir, self.SLOTS, scenario.check)
+        except BaseException:
+            self.standin.stop()
+            raise
         self.free_slots = deque(f"s{i}" for i in range(1, self.SLOTS + 1))
         self.instances: dict[str, Instance] = {}
         self.version_by_port: dict[str, str] = {}
+        self.retired: list[Instance] = []
         self.started = 0
 
     def start_instance(self, build: Build) -> Instance:
@@ -186,11 +192,21 @@ class Fleet:
                            new_up_in_proxy=up, old_exit_after_sigterm=(old.exited_at or 0) - (old.sigterm_at or 0),
                            old_exit_code=code, total=time.monotonic() - started)
 
+    def retire(self, instance: Instance) -> None:
+        """SIGTERM for an instance outside HAProxy, whose exit `stop` waits for with the others."""
+        instance.terminate()
+        self.retired.append(instance)
+
     def stop(self) -> None:
-        for instance in self.instances.values():
-            instance.stop()
+        # Every instance takes SHUTDOWN_DELAY to stop: signal them all first, then wait, so that cleanup takes one
+        # delay and not one per instance.
+        stopping = [*self.instances.values(), *self.retired, self.standin]
+        for process in stopping:
+            if process.sigterm_at is None:
+                process.terminate()
+        for process in stopping:
+            process.stop()
         self.proxy.stop()
-        self.standin.stop()
 
 
 def create_keys(standin: StandIn, workers: int) -> dict[str, str]:
@@ -207,7 +223,7 @@ def serves_settings(fleet: Fleet, build: Build) -> bool:
         answer = request(instance.port, "GET", f"/settings/{READ_KEY}", headers={"Authorization": f"Bearer {TOKEN}"})
         return answer is not None and answer[0] == 200 and answer[2] == READ_VALUE
     finally:
-        instance.stop()
+        fleet.retire(instance)
 
 
 def run(scenario: Scenario, standin_binary: Path, run_root: Path, rate: float, workers: int,
@@ -215,6 +231,7 @@ def run(scenario: Scenario, standin_binary: Path, run_root: Path, rate: float, w
     run_dir = run_root / scenario.name
     run_dir.mkdir(parents=True, exist_ok=True)
     fleet = Fleet(scenario, standin_binary, run_dir, endpoint_lag)
+    load = None
     try:
         etags = create_keys(fleet.standin, workers)
         builds = [scenario.initial] + scenario.rollouts
@@ -258,6 +275,8 @@ def run(scenario: Scenario, standin_binary: Path, run_root: Path, rate: float, w
         proxy_counters = {name: sum(int(row.get(name) or 0) for row in stats.values())
                           for name in ("econ", "eresp", "hrsp_5xx", "wretr", "wredis")}
     finally:
+        if load is not None and not load.stopped_at:
+            load.stop()
         fleet.stop()
     served_by_version = Counter()
     for served_by, count in tally.served_by.items():
@@ -365,17 +384,24 @@ def main() -> int:
     current = Build("current", args.service)
     previous = Build(args.previous_label, args.previous) if args.previous else None
     results = []
+    broken = 0
     for scenario in scenarios(args, current, previous):
         print(f"\n-- {scenario.name}", flush=True)
-        result = run(scenario, args.standin, args.run_dir, args.rate, args.workers, args.endpoint_lag,
-                     log=lambda line: print(line, flush=True))
+        try:
+            result = run(scenario, args.standin, args.run_dir, args.rate, args.workers, args.endpoint_lag,
+                         log=lambda line: print(line, flush=True))
+        except Exception:  # a scenario that could not run counts as failed; the others still run
+            traceback.print_exc()
+            print("  result: FAIL: the scenario could not run", flush=True)
+            broken += not scenario.informational
+            continue
         print(report(result), flush=True)
         results.append(result)
     if args.json:
         args.json.write_text(json.dumps([r.to_json() for r in results], indent=2))
     counted = [r for r in results if not r.scenario.informational]
     passed = sum(r.passed for r in counted)
-    failed = len(counted) - passed
+    failed = len(counted) - passed + broken
     print(f"\nlogs: {args.run_dir}")
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
