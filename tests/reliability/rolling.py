@@ -151,13 +151,13 @@ class Fleet:
         self.free_slots = deque(f"s{i}" for i in range(1, self.SLOTS + 1))
         self.instances: dict[str, Instance] = {}
         self.version_by_port: dict[str, str] = {}
-        self.retired: list[Instance] = []
-        self.started = 0
+        # Every instance ever started, so that cleanup finds one that failed before it was placed.
+        self.all: list[Instance] = []
 
     def start_instance(self, build: Build) -> Instance:
-        self.started += 1
         instance = Instance(build.binary, build.label, self.standin.url, self.run_dir,
-                            f"{build.label}#{self.started}", self.scenario.env)
+                            f"{build.label}#{len(self.all) + 1}", self.scenario.env)
+        self.all.append(instance)
         self.version_by_port[str(instance.port)] = build.label
         return instance
 
@@ -192,15 +192,10 @@ class Fleet:
                            new_up_in_proxy=up, old_exit_after_sigterm=(old.exited_at or 0) - (old.sigterm_at or 0),
                            old_exit_code=code, total=time.monotonic() - started)
 
-    def retire(self, instance: Instance) -> None:
-        """SIGTERM for an instance outside HAProxy, whose exit `stop` waits for with the others."""
-        instance.terminate()
-        self.retired.append(instance)
-
     def stop(self) -> None:
         # Every instance takes SHUTDOWN_DELAY to stop: signal them all first, then wait, so that cleanup takes one
         # delay and not one per instance.
-        stopping = [*self.instances.values(), *self.retired, self.standin]
+        stopping = [*(i for i in self.all if i.proc.poll() is None), self.standin]
         for process in stopping:
             if process.sigterm_at is None:
                 process.terminate()
@@ -223,7 +218,8 @@ def serves_settings(fleet: Fleet, build: Build) -> bool:
         answer = request(instance.port, "GET", f"/settings/{READ_KEY}", headers={"Authorization": f"Bearer {TOKEN}"})
         return answer is not None and answer[0] == 200 and answer[2] == READ_VALUE
     finally:
-        fleet.retire(instance)
+        # Not waited for here: `Fleet.stop` waits for every instance at once.
+        instance.terminate()
 
 
 def run(scenario: Scenario, standin_binary: Path, run_root: Path, rate: float, workers: int,
