@@ -304,9 +304,12 @@ impl Service {
             in_flight = shutdown.in_flight(),
             "stopped accepting: waiting for in-flight requests"
         );
-        let drained = timeout_at(timeline.drain_deadline.into(), graceful.shutdown())
-            .await
-            .is_ok();
+        let drained = timeout_at(timeline.drain_deadline.into(), async {
+            graceful.shutdown().await;
+            connections.all_closed().await;
+        })
+        .await
+        .is_ok();
         let hooks_started = Instant::now();
         metrics.shutdown_phase("delay", timeline.drain_start - started);
         metrics.shutdown_phase(

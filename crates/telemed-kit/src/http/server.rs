@@ -22,6 +22,7 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -61,25 +62,51 @@ pub fn bind(port: u16) -> io::Result<TcpListener> {
 /// After draining, idle keep-alive connections are gone, so a connection still open is one whose response has
 /// not been delivered yet (a slow reader, a stream): it counts as cut off, like an unfinished handler.
 #[derive(Debug, Clone, Default)]
-pub struct OpenConnections(Arc<AtomicUsize>);
+pub struct OpenConnections(Arc<Counter>);
+
+#[derive(Debug, Default)]
+struct Counter {
+    open: AtomicUsize,
+    all_closed: Notify,
+}
 
 impl OpenConnections {
     /// Connections open now.
     pub fn count(&self) -> usize {
-        self.0.load(Ordering::Acquire)
+        self.0.open.load(Ordering::Acquire)
+    }
+
+    /// Completes when no connection is open.
+    ///
+    /// [`GracefulShutdown::shutdown`] completes as soon as the last watched connection future has finished, a
+    /// moment before that connection's task drops its count: a drain that reads [`count`](Self::count) right
+    /// after it may see a connection that has just closed, and report it as cut off. Wait on this as well.
+    pub async fn all_closed(&self) {
+        loop {
+            let notified = self.0.all_closed.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so that a close between the check and the await is not missed.
+            notified.as_mut().enable();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
     }
 
     fn open(&self) -> ConnectionGuard {
-        self.0.fetch_add(1, Ordering::AcqRel);
+        self.0.open.fetch_add(1, Ordering::AcqRel);
         ConnectionGuard(self.0.clone())
     }
 }
 
-struct ConnectionGuard(Arc<AtomicUsize>);
+struct ConnectionGuard(Arc<Counter>);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.all_closed.notify_waiters();
+        }
     }
 }
 
@@ -154,4 +181,27 @@ fn is_connection_error(error: &io::Error) -> bool {
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::ConnectionReset
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn all_closed_waits_for_the_last_connection() {
+        let connections = OpenConnections::default();
+        connections.all_closed().await;
+        let first = connections.open();
+        let second = connections.open();
+        let waiting = tokio::spawn({
+            let connections = connections.clone();
+            async move { connections.all_closed().await }
+        });
+        drop(first);
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "one connection is still open");
+        drop(second);
+        waiting.await.unwrap();
+        assert_eq!(connections.count(), 0);
+    }
 }

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# build-previous.sh [REV] [PROFILE]: builds the reference service of an earlier release and prints the path of
+# its binary on the last line of stdout.
+#
+# REV defaults to the newest `v*` tag, or when there is none to the first commit in which the reference service
+# existed and ran (`git log --reverse -- examples/reference-service`). PROFILE is `debug` (default) or `release`.
+# `build-previous.sh --default-rev` prints that default and builds nothing.
+#
+# The source comes from `git archive`, not `git worktree add`: the extracted tree is plain files, so a run that
+# is killed half-way leaves no worktree registered in the shared repository. Source and target live under
+# `<cargo target dir>/rolling/` at paths fixed per revision, so a second run finds the binary (or at least the compiled
+# dependencies) and takes seconds; the current tree's own `target/debug/reference-service` is never overwritten.
+set -euo pipefail
+. "$(dirname "$0")/../lib/common.sh"
+cd "$ROOT"
+
+default_previous_rev() {
+  local tag
+  tag=$(git tag --list 'v*' --sort=-v:refname | head -1)
+  if [ -n "$tag" ]; then
+    echo "$tag"
+  else
+    git log --reverse --format=%H -- examples/reference-service | head -1
+  fi
+}
+
+if [ "${1:-}" = --default-rev ]; then
+  default_previous_rev
+  exit 0
+fi
+
+rev=${1:-$(default_previous_rev)}
+profile=${2:-debug}
+sha=$(git rev-parse --verify "$rev^{commit}")
+short=${sha:0:12}
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+base="$target_dir/rolling/previous-$short"
+binary="$base/reference-service-$profile"
+
+if [ ! -x "$binary" ]; then
+  echo "building the reference service of $rev ($short, $profile) in $base" >&2
+  rm -rf "$base/src"
+  mkdir -p "$base/src"
+  git archive "$sha" | tar -x -C "$base/src"
+  flags=(--locked -p reference-service --bin reference-service)
+  [ "$profile" = release ] && flags+=(--release)
+  # GIT_REVISION is what the kit's build_info reports; without .git in the extracted tree, pass it explicitly.
+  (cd "$base/src" && GIT_REVISION="$sha" CARGO_TARGET_DIR="$base/target" cargo build "${flags[@]}" >&2)
+  cp "$base/target/$profile/reference-service" "$binary"
+fi
+echo "$binary"
