@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project: formatting, lints, unit and integration tests (real processes, real signals),
-# API docs, the chart and image checks, and bounded fuzzing. Installs what it needs (idempotent, cached).
+# API docs, the examples, telemetry end to end, rolling restarts, the template, the chart and image checks, and
+# bounded fuzzing. Installs what it needs (idempotent, cached).
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 cd "$ROOT"
@@ -15,7 +16,7 @@ cargo fmt --all -- --check
 step "clippy"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
-step "tests"
+step "tests (the examples under examples/ run as real processes here too)"
 cargo test --workspace --all-features --locked
 
 step "reference service again, with every cache disabled"
@@ -23,6 +24,12 @@ CACHE_DISABLED=true cargo test -p reference-service --all-features --locked
 
 step "API docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked -q
+
+step "telemetry end to end"
+bash scripts/test-telemetry.sh
+
+step "rolling restarts behind HAProxy"
+bash scripts/test-rolling.sh
 
 step "template"
 bash scripts/test-template.sh
