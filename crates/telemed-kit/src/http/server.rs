@@ -129,6 +129,7 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_HEADER_BYTES as u32);
+    let builder = Arc::new(builder);
     loop {
         let stream = tokio::select! {
             biased;
@@ -139,20 +140,52 @@ pub async fn serve(
             .clone()
             .map_request(|request: Request<Incoming>| request.map(axum::body::Body::new));
         let service = TowerToHyperService::new(service.map_err(|never: Infallible| match never {}));
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let (builder, watcher, stop) = (builder.clone(), graceful.watcher(), stop.clone());
         let guard = open.open();
         tokio::spawn(async move {
-            let mut connection = std::pin::pin!(connection);
-            // Errors here are the client's doing (reset, timeout, malformed request); hyper has already
-            // answered what can be answered.
-            let _ = connection.as_mut().await;
-            // The count goes down before the graceful watcher inside `connection` is dropped at the end of the
-            // task: a drain that has seen every watcher go must not then count this connection as cut off.
+            // Biased towards the bytes: a request already in the socket when the drain starts is served.
+            let speaks = tokio::select! {
+                biased;
+                first = tokio::time::timeout(HEADER_READ_TIMEOUT, first_bytes(&stream)) => {
+                    matches!(first, Ok(Ok(true)))
+                }
+                () = stop.cancelled() => false,
+            };
+            if speaks {
+                let connection = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
+                // Errors here are the client's doing (reset, timeout, malformed request); hyper has already
+                // answered what can be answered.
+                let _ = watcher.watch(connection).await;
+            }
+            // The count goes down before the graceful watcher inside the connection is dropped at the end of
+            // the task: a drain that has seen every watcher go must not then count this connection as cut off.
             drop(guard);
         });
+    }
+}
+
+/// Waits until the client has sent enough to tell HTTP/1 from HTTP/2; `false` if it closed first.
+///
+/// hyper-util's HTTP/1-or-2 detection reads the first bytes without a time limit and hyper's header read timeout
+/// only starts after it, so a client that connects and sends nothing, or a prefix of the HTTP/2 preface, would
+/// hold its connection and task for as long as it liked. The caller bounds this wait instead. Peeking leaves the
+/// bytes in the socket for hyper to read.
+async fn first_bytes(stream: &TcpStream) -> io::Result<bool> {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut seen = [0u8; PREFACE.len()];
+    loop {
+        let n = stream.peek(&mut seen).await?;
+        if n == 0 {
+            return Ok(false);
+        }
+        if n == PREFACE.len() || seen[..n] != PREFACE[..n] {
+            return Ok(true);
+        }
+        // Part of the preface: peek returns at once while those bytes wait, so poll for the rest. Real HTTP/2
+        // clients send the preface in one segment; only a stalling client gets here.
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
