@@ -248,6 +248,9 @@ impl Service {
             .layer(axum::middleware::map_response(
                 crate::http::problem::problem_for_plain_errors,
             ))
+            .layer(axum::middleware::from_fn(
+                crate::http::server::body_read_timeout,
+            ))
             .layer(CatchPanicLayer::custom(panic_response))
             .layer(RequestTelemetryLayer::new(telemetry.telemetry().clone()))
             .layer(shutdown.layer());

@@ -34,6 +34,8 @@ enum Expect {
     Checked(u16, fn(&RawResponse)),
     /// No answer at all: the server closes the connection within this bound (the header read timeout is 10 s).
     ClosedWithin(Duration),
+    /// This status within this bound, then the connection closes (the body read timeout is 10 s).
+    AnsweredWithin(u16, Duration),
 }
 
 struct Case {
@@ -117,7 +119,7 @@ fn closes_after(response: &RawResponse) {
 }
 
 fn table() -> Vec<Case> {
-    use Expect::{Checked, ClosedWithin, Status};
+    use Expect::{AnsweredWithin, Checked, ClosedWithin, Status};
     let long = |n: usize| vec![b'a'; n];
     let mut cases = vec![
         // Sizes.
@@ -438,6 +440,20 @@ fn table() -> Vec<Case> {
             b"GET /settings/present HTTP/1.1\r\nHost: reference-service\r\nAuthori".to_vec(),
             ClosedWithin(Duration::from_secs(15)),
         ),
+        case(
+            "slow body: announced 100 bytes, sent 5 and stalled",
+            request(
+                "PUT",
+                "/settings/slow",
+                &[
+                    AUTH,
+                    ("content-type", b"text/plain"),
+                    ("content-length", b"100"),
+                ],
+                b"hello",
+            ),
+            AnsweredWithin(408, Duration::from_secs(15)),
+        ),
     ];
     let long_key = "k".repeat(129);
     for key in [
@@ -489,25 +505,33 @@ fn hostile_and_malformed_input_gets_its_status_and_harms_nothing() {
     let leaks = [store.port().to_string()];
     let leaks: Vec<&str> = leaks.iter().map(String::as_str).collect();
 
-    let (slow, quick): (Vec<Case>, Vec<Case>) = table()
-        .into_iter()
-        .partition(|case| matches!(case.expect, Expect::ClosedWithin(_)));
+    let (slow, quick): (Vec<Case>, Vec<Case>) = table().into_iter().partition(|case| {
+        matches!(
+            case.expect,
+            Expect::ClosedWithin(_) | Expect::AnsweredWithin(..)
+        )
+    });
     // The slow rows wait for the server's timeout, in parallel with the rest.
     let slow: Vec<_> = slow
         .into_iter()
         .map(|case| {
             std::thread::spawn(move || {
-                let Expect::ClosedWithin(limit) = case.expect else {
-                    unreachable!()
+                let (answer, limit) = match case.expect {
+                    Expect::ClosedWithin(limit) => (None, limit),
+                    Expect::AnsweredWithin(status, limit) => (Some(status), limit),
+                    Expect::Status(_) | Expect::Checked(..) => unreachable!(),
                 };
                 let (elapsed, received) = time_to_close(addr, &case.request, limit);
                 assert!(elapsed < limit, "{}: closed after {elapsed:?}", case.name);
-                assert!(
-                    received.is_empty(),
-                    "{}: answered {:?}",
-                    case.name,
-                    String::from_utf8_lossy(&received)
-                );
+                let received = String::from_utf8_lossy(&received);
+                match answer {
+                    None => assert!(received.is_empty(), "{}: answered {received:?}", case.name),
+                    Some(status) => assert!(
+                        received.starts_with(&format!("HTTP/1.1 {status} ")),
+                        "{}: answered {received:?}",
+                        case.name
+                    ),
+                }
             })
         })
         .collect();
@@ -517,7 +541,7 @@ fn hostile_and_malformed_input_gets_its_status_and_harms_nothing() {
         let (status, check) = match case.expect {
             Expect::Status(status) => (status, None),
             Expect::Checked(status, check) => (status, Some(check)),
-            Expect::ClosedWithin(_) => unreachable!(),
+            Expect::ClosedWithin(_) | Expect::AnsweredWithin(..) => unreachable!(),
         };
         assert_eq!(
             response.status,

@@ -11,11 +11,16 @@ use std::convert::Infallible;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body::Body as _;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -25,9 +30,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+use tower_http::timeout::TimeoutBody;
+
+use crate::http::Problem;
 
 /// A client must send its complete request head within this time, or the connection is closed.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request body that stalls this long between two chunks gets 408 and the connection is closed.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest request head accepted; larger heads get 431.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
@@ -108,6 +118,40 @@ impl Drop for ConnectionGuard {
             self.0.all_closed.notify_waiters();
         }
     }
+}
+
+/// Middleware: answers 408 when the request body stalls for [`BODY_READ_TIMEOUT`].
+///
+/// A handler reading the body otherwise waits for as long as the client likes to send it, holding the task and
+/// the connection. tower-http's [`TimeoutBody`] turns the stall into a body error, which axum's extractors report
+/// as a generic 400; the flag lets the answer say what happened instead.
+pub(crate) async fn body_read_timeout(request: Request, next: Next) -> Response {
+    if request.body().is_end_stream() {
+        return next.run(request).await;
+    }
+    let stalled = Arc::new(AtomicBool::new(false));
+    let (parts, body) = request.into_parts();
+    let body = TimeoutBody::new(BODY_READ_TIMEOUT, body).map_err({
+        let stalled = stalled.clone();
+        move |error| {
+            stalled.store(true, Ordering::Release);
+            axum::Error::new(error)
+        }
+    });
+    let response = next
+        .run(Request::from_parts(parts, axum::body::Body::new(body)))
+        .await;
+    if !stalled.load(Ordering::Acquire) {
+        return response;
+    }
+    let mut response = Problem::new(StatusCode::REQUEST_TIMEOUT)
+        .detail("the request body stalled")
+        .into_response();
+    // The rest of the body may still arrive: this connection cannot carry another request.
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// Accepts connections and serves `app` on each until `stop` is cancelled. Connections are watched by
