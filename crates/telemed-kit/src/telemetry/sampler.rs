@@ -44,6 +44,12 @@ use opentelemetry_sdk::trace::{Sampler, SamplingDecision, SamplingResult, Should
 use super::b3::{B3Context, Sampling};
 use crate::config::{ConfigError, Env};
 
+/// The attribute that marks a span of a B3 debug trace (`X-B3-Flags: 1`, `b3: ...-d`).
+///
+/// OpenTelemetry's span has no debug flag and opentelemetry-zipkin always writes `"debug": false`; the exporter
+/// turns this attribute into Zipkin's `"debug": true` and removes it from the tags.
+pub const DEBUG_ATTRIBUTE: &str = "b3.debug";
+
 /// Sampler settings.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -136,9 +142,23 @@ impl ShouldSample for B3Sampler {
         _attributes: &[KeyValue],
         _links: &[Link],
     ) -> SamplingResult {
+        let decision = self.decide(parent_context, trace_id);
+        // Every span of a debug trace carries the marker, the client spans too: their local parent's context
+        // still holds the inbound B3 context.
+        let debug = decision == SamplingDecision::RecordAndSample
+            && parent_context
+                .and_then(|cx| cx.get::<B3Context>())
+                .is_some_and(|b3| {
+                    b3.sampling() == Sampling::Debug
+                        && b3.trace_id().is_none_or(|id| id == trace_id)
+                });
         SamplingResult {
-            decision: self.decide(parent_context, trace_id),
-            attributes: Vec::new(),
+            decision,
+            attributes: if debug {
+                vec![KeyValue::new(DEBUG_ATTRIBUTE, true)]
+            } else {
+                Vec::new()
+            },
             trace_state: parent_context
                 .map(|cx| cx.span().span_context().trace_state().clone())
                 .unwrap_or(TraceState::NONE),
