@@ -9,7 +9,6 @@
 //! - `TESTBED_STARTUP_FAILS`: the startup task fails after its delay.
 
 use std::process::ExitCode;
-use std::sync::Barrier;
 use std::time::Duration;
 
 use axum::Router;
@@ -35,13 +34,8 @@ async fn hang() -> &'static str {
     std::future::pending().await
 }
 
-// Both workers must be stalled over the same window, however late the second request arrives on a busy machine.
-static BOTH_WORKERS: Barrier = Barrier::new(2);
-
-// Blocks the runtime worker that runs it, as a handler doing blocking I/O by mistake would. Requests come in pairs:
-// each waits for the other, so the stall starts when both workers are taken.
+// Blocks the runtime worker that runs it, as a handler doing blocking I/O by mistake would.
 async fn block(Query(wait): Query<Wait>) -> &'static str {
-    BOTH_WORKERS.wait();
     tracing::info!(ms = wait.ms, "blocking request started");
     std::thread::sleep(Duration::from_millis(wait.ms));
     "unblocked"
@@ -60,9 +54,12 @@ fn main() -> ExitCode {
     let startup_fails = env
         .bool_or("TESTBED_STARTUP_FAILS", false)
         .unwrap_or_else(|error| error.exit());
-    // Two workers, so that two blocking requests stall the whole runtime on any machine.
+    // One worker, so that one blocking request stalls the whole runtime on any machine. With more, a test would
+    // need one blocking request per worker, and a worker only picks up the next request while some thread polls
+    // the I/O driver: with the first worker blocked and the others parked away from the driver, the next
+    // request may never be dispatched.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .enable_all()
         .build()
     {
