@@ -78,10 +78,7 @@ pub(crate) fn tracer_provider(
     };
     let exporter = opentelemetry_zipkin::ZipkinExporter::builder()
         .with_collector_endpoint(endpoint.clone())
-        .with_http_client(CollectorClient {
-            service_name: service_name.to_owned(),
-            client: std::sync::OnceLock::new(),
-        })
+        .with_http_client(CollectorClient::new(service_name))
         .build()
         .map_err(|error| super::TelemetryError::Exporter(error.to_string()))?;
     let processor = BatchSpanProcessor::builder(exporter)
@@ -118,8 +115,20 @@ pub(crate) fn tracer_provider(
 #[cfg(feature = "zipkin")]
 #[derive(Debug)]
 struct CollectorClient {
-    service_name: String,
+    /// `"localEndpoint":{"serviceName":"..."}`, the service name JSON-escaped.
+    local_endpoint: Vec<u8>,
     client: std::sync::OnceLock<reqwest::blocking::Client>,
+}
+
+#[cfg(feature = "zipkin")]
+impl CollectorClient {
+    fn new(service_name: &str) -> Self {
+        let name = serde_json::Value::from(service_name).to_string();
+        Self {
+            local_endpoint: format!(r#""localEndpoint":{{"serviceName":{name}}}"#).into_bytes(),
+            client: std::sync::OnceLock::new(),
+        }
+    }
 }
 
 #[cfg(feature = "zipkin")]
@@ -139,46 +148,77 @@ impl opentelemetry_http::HttpClient for CollectorClient {
             }
         };
         let (parts, body) = request.into_parts();
-        let body = complete_spans(&body, &self.service_name)?;
+        let body = complete_spans(&body, &self.local_endpoint);
         client
             .send_bytes(http::Request::from_parts(parts, body.into()))
             .await
     }
 }
 
-/// Adds what opentelemetry-zipkin leaves out to a batch of Zipkin v2 spans (the service name, the debug flag of
-/// the spans the sampler marked) and drops the all-zero parent id of a root span (see the module docs).
+/// Completes a batch as opentelemetry-zipkin 0.33 serialises it (see the module docs): every span gets the
+/// service's `local_endpoint`, a root span loses its all-zero `parentId`, and a span carrying the sampler's debug
+/// tag loses the tag and gets `"debug":true`.
+///
+/// The crate writes each span with serde's derive, in a fixed field order, with an empty `localEndpoint` (the kit
+/// sets no address), and `tags` before `debug`. Editing those bytes costs a scan of the batch; parsing it into
+/// `serde_json::Value` and writing it again cost about as much as the crate's own encoding, on the core that
+/// serves requests. A quoted key can only match where it is a key: inside a JSON string its quotes are escaped.
+/// The telemetry end-to-end tests check the result against the Zipkin v2 schema.
 #[cfg(feature = "zipkin")]
-fn complete_spans(batch: &[u8], service_name: &str) -> Result<Vec<u8>, serde_json::Error> {
-    use serde_json::{Map, Value};
+fn complete_spans(batch: &[u8], local_endpoint: &[u8]) -> Vec<u8> {
+    let batch = replace_all(batch, br#""parentId":"0000000000000000","#, b"");
+    let batch = replace_all(&batch, br#""localEndpoint":{}"#, local_endpoint);
+    mark_debug_spans(&batch)
+}
 
-    let mut spans: Vec<Map<String, Value>> = serde_json::from_slice(batch)?;
-    for span in &mut spans {
-        let endpoint = span
-            .entry("localEndpoint")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Value::Object(endpoint) = endpoint {
-            endpoint.insert("serviceName".to_owned(), Value::from(service_name));
+#[cfg(feature = "zipkin")]
+fn replace_all(haystack: &[u8], pattern: &[u8], replacement: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(haystack.len() + haystack.len() / 8);
+    let mut copied = 0;
+    for at in memchr::memmem::find_iter(haystack, pattern) {
+        out.extend_from_slice(&haystack[copied..at]);
+        out.extend_from_slice(replacement);
+        copied = at + pattern.len();
+    }
+    out.extend_from_slice(&haystack[copied..]);
+    out
+}
+
+#[cfg(feature = "zipkin")]
+fn mark_debug_spans(batch: &[u8]) -> Vec<u8> {
+    use memchr::memmem::find;
+
+    const DEBUG_OFF: &[u8] = br#""debug":false"#;
+    const DEBUG_ON: &[u8] = br#""debug":true"#;
+    let tag = format!(r#""{}":"true""#, super::sampler::DEBUG_ATTRIBUTE);
+    let tag = tag.as_bytes();
+    let mut out = Vec::with_capacity(batch.len());
+    let mut rest = batch;
+    while let Some(at) = find(rest, tag) {
+        let (mut before, mut after) = (&rest[..at], &rest[at + tag.len()..]);
+        // Take the separating comma with the tag; with no other tag left, take the whole `"tags":{}`.
+        if let Some(next) = after.strip_prefix(b",") {
+            after = next;
+        } else if let Some(previous) = before.strip_suffix(b",") {
+            before = previous;
+        } else if let (Some(previous), Some(next)) = (
+            before.strip_suffix(br#","tags":{"#),
+            after.strip_prefix(b"}"),
+        ) {
+            (before, after) = (previous, next);
         }
-        if span
-            .get("parentId")
-            .and_then(Value::as_str)
-            .is_some_and(|id| id.bytes().all(|digit| digit == b'0'))
-        {
-            span.remove("parentId");
-        }
-        let mut debug = false;
-        if let Some(Value::Object(tags)) = span.get_mut("tags") {
-            debug = tags.remove(super::sampler::DEBUG_ATTRIBUTE).is_some();
-            if tags.is_empty() {
-                span.remove("tags");
+        out.extend_from_slice(before);
+        match find(after, DEBUG_OFF) {
+            Some(flag) => {
+                out.extend_from_slice(&after[..flag]);
+                out.extend_from_slice(DEBUG_ON);
+                rest = &after[flag + DEBUG_OFF.len()..];
             }
-        }
-        if debug {
-            span.insert("debug".to_owned(), Value::Bool(true));
+            None => rest = after,
         }
     }
-    serde_json::to_vec(&spans)
+    out.extend_from_slice(rest);
+    out
 }
 
 #[cfg(all(test, feature = "zipkin"))]
@@ -187,31 +227,63 @@ mod tests {
 
     use super::*;
 
+    fn complete(batch: &str) -> serde_json::Result<serde_json::Value> {
+        let client = CollectorClient::new("settings \"eu\"");
+        serde_json::from_slice(&complete_spans(batch.as_bytes(), &client.local_endpoint))
+    }
+
     #[test]
     fn spans_get_the_service_name_the_marked_ones_the_debug_flag_and_roots_no_parent() {
-        let batch = json!([
-            {"id": "1", "localEndpoint": {}, "tags": {"b3.debug": "true"}, "debug": false},
-            {"id": "2", "localEndpoint": {"port": 8080}, "tags": {"http.route": "/"}, "debug": false},
-            {"id": "3", "parentId": "0000000000000000", "debug": false},
-            {"id": "4", "parentId": "00f067aa0ba902b7", "debug": false},
-        ]);
-        let completed = complete_spans(&serde_json::to_vec(&batch).unwrap(), "settings").unwrap();
-        let completed: serde_json::Value = serde_json::from_slice(&completed).unwrap();
+        // As opentelemetry-zipkin writes them: its field order, no spaces.
+        let batch = concat!(
+            r#"[{"traceId":"a","parentId":"0000000000000000","id":"1","kind":"SERVER","localEndpoint":{},"#,
+            r#""tags":{"b3.debug":"true"},"debug":false,"shared":false},"#,
+            r#"{"traceId":"a","parentId":"00f067aa0ba902b7","id":"2","localEndpoint":{},"#,
+            r#""tags":{"http.route":"/","b3.debug":"true","server.address":"x"},"debug":false,"shared":false},"#,
+            r#"{"traceId":"b","parentId":"00f067aa0ba902b7","id":"3","localEndpoint":{},"#,
+            r#""tags":{"http.route":"/"},"debug":false,"shared":false}]"#,
+        );
+        let name = json!({"serviceName": "settings \"eu\""});
         assert_eq!(
-            completed,
+            complete(batch).unwrap(),
             json!([
-                {"id": "1", "localEndpoint": {"serviceName": "settings"}, "debug": true},
-                {"id": "2", "localEndpoint": {"port": 8080, "serviceName": "settings"},
-                 "tags": {"http.route": "/"}, "debug": false},
-                {"id": "3", "localEndpoint": {"serviceName": "settings"}, "debug": false},
-                {"id": "4", "parentId": "00f067aa0ba902b7", "localEndpoint": {"serviceName": "settings"},
-                 "debug": false},
+                {"traceId": "a", "id": "1", "kind": "SERVER", "localEndpoint": name, "debug": true,
+                 "shared": false},
+                {"traceId": "a", "parentId": "00f067aa0ba902b7", "id": "2", "localEndpoint": name,
+                 "tags": {"http.route": "/", "server.address": "x"}, "debug": true, "shared": false},
+                {"traceId": "b", "parentId": "00f067aa0ba902b7", "id": "3", "localEndpoint": name,
+                 "tags": {"http.route": "/"}, "debug": false, "shared": false},
             ])
         );
     }
 
     #[test]
-    fn a_batch_that_is_not_a_span_list_is_an_error() {
-        assert!(complete_spans(b"{\"not\": \"a list\"}", "settings").is_err());
+    fn the_debug_tag_is_removed_wherever_it_stands_among_the_tags() {
+        for tags in [
+            r#"{"b3.debug":"true","a":"1","b":"2"}"#,
+            r#"{"a":"1","b3.debug":"true","b":"2"}"#,
+            r#"{"a":"1","b":"2","b3.debug":"true"}"#,
+        ] {
+            let batch = format!(
+                r#"[{{"id":"1","localEndpoint":{{}},"tags":{tags},"debug":false,"shared":false}}]"#
+            );
+            let completed: serde_json::Value =
+                serde_json::from_slice(&complete_spans(batch.as_bytes(), b"\"localEndpoint\":{}"))
+                    .unwrap();
+            assert_eq!(completed[0]["tags"], json!({"a": "1", "b": "2"}), "{tags}");
+            assert_eq!(completed[0]["debug"], true, "{tags}");
+        }
+    }
+
+    #[test]
+    fn quoted_patterns_inside_string_values_are_left_alone() {
+        let note =
+            r#"\"b3.debug\":\"true\" \"localEndpoint\":{} \"parentId\":\"0000000000000000\","#;
+        let batch = format!(
+            r#"[{{"id":"1","localEndpoint":{{}},"tags":{{"note":"{note}"}},"debug":false,"shared":false}}]"#
+        );
+        let completed = complete(&batch).unwrap();
+        assert_eq!(completed[0]["tags"]["note"], note.replace('\\', ""));
+        assert_eq!(completed[0]["debug"], false);
     }
 }
