@@ -3,7 +3,8 @@
 Run with: scripts/bench.sh [--rounds N --duration S ...] (it builds both binaries and passes their paths).
 
 - Throughput and latency: wrk (keep-alive, 64 connections, one thread) on `GET /`, the servers pinned to one
-  core and wrk plus the Zipkin sink to the other; bare, kit, bare, kit, ... for several rounds; medians. The
+  core and wrk plus the Zipkin sink to the other; bare, kit, kit with metrics off, bare, ... for several rounds;
+  medians. The
   kit runs in production shape: JSON logs on (stdout to a file), every request sampled (B3 `X-B3-Sampled: 1`
   from wrk, ratio 1) and exported to a local sink (scripts/bench/sink.py) that discards spans.
 - Startup: exec to the first 200 from /livez, polled in a tight loop from the other core, export configured;
@@ -167,8 +168,11 @@ def load(args, workdir: Path, sink_port: int) -> dict:
     bare = Server("bare", [args.bare], {"PATH": os.environ.get("PATH", ""), "PORT": str(free_port())},
                   workdir / "bare.log", "/")
     kit = Server("kit", [args.kit], kit_env(free_port(), sink_port), workdir / "kit.log", "/livez")
-    servers = {"bare": bare, "kit": kit}
-    rounds: dict[str, list[dict]] = {"bare": [], "kit": []}
+    # The same full stack with metrics off, in the same rounds: what recording metrics costs, side by side.
+    no_metrics = Server("kit, metrics off", [args.kit], {**kit_env(free_port(), sink_port), "METRICS_ENABLED": "false"},
+                        workdir / "kit-no-metrics.log", "/livez")
+    servers = {"bare": bare, "kit": kit, "kit_no_metrics": no_metrics}
+    rounds: dict[str, list[dict]] = {name: [] for name in servers}
     try:
         for server in servers.values():
             wrk(server.port, args.warmup, args.connections)
@@ -291,6 +295,10 @@ def summarise(results: dict) -> dict:
         "bare_idle_rss_mib": statistics.median(results["startup"]["bare"]["rss_kib"]) / 1024,
         "peak_rss_mib": results["load"]["peak_rss_kib"]["kit"] / 1024,
         "bare_peak_rss_mib": results["load"]["peak_rss_kib"]["bare"] / 1024,
+        "no_metrics_rps": med("kit_no_metrics", "rps"), "no_metrics_p99_ms": med("kit_no_metrics", "p99_ms"),
+        "no_metrics_cpu_us": med("kit_no_metrics", "cpu_us_per_request"),
+        "metrics_rps_ratio_pairwise": statistics.median(
+            k["rps"] / n["rps"] for k, n in zip(rounds["kit"], rounds["kit_no_metrics"])),
     }
 
 
@@ -322,6 +330,17 @@ def markdown(results: dict) -> str:
         "",
         f"The kit wrote {s['log_lines_per_request']:.3f} log lines and exported {s['spans_per_request']:.3f} "
         "spans per request (1 and 1 mean nothing was dropped).",
+        "",
+        "Metrics, recorded on the request path, on and off side by side (same rounds, medians):",
+        "",
+        "| Figure | kit, metrics off | kit, metrics on (full stack) | on / off |",
+        "|---|---:|---:|---:|",
+        f"| Throughput (req/s) | {s['no_metrics_rps']:,.0f} | {s['kit_rps']:,.0f} | "
+        f"{s['kit_rps'] / s['no_metrics_rps']:.3f} (pairwise {s['metrics_rps_ratio_pairwise']:.3f}) |",
+        f"| p99 latency (ms) | {s['no_metrics_p99_ms']:.2f} | {s['kit_p99_ms']:.2f} | "
+        f"{s['kit_p99_ms'] / s['no_metrics_p99_ms']:.3f} |",
+        f"| Server CPU per request (µs) | {s['no_metrics_cpu_us']:.1f} | {s['kit_cpu_us']:.1f} | "
+        f"{s['kit_cpu_us'] / s['no_metrics_cpu_us']:.3f} |",
         "",
         "Where the kit's CPU goes (median per round, µs of server CPU per request, by thread):",
         "",

@@ -1152,3 +1152,10 @@ async fn ping_counts_any_answer_below_500_as_up() {
         assert_eq!(server.next_request().method, "HEAD");
     }
 }
+
+#[test]
+fn auth_debug_output_never_shows_the_token() {
+    let shown = format!("{:?}", Auth::Bearer("s3cr3t-token".to_owned()));
+    assert!(!shown.contains("s3cr3t-token"), "{shown}");
+    assert_eq!(shown, "Bearer(xxxxxxxxxx)");
+}

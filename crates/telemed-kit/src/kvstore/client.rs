@@ -166,12 +166,23 @@ pub struct Entry {
 }
 
 /// How a request authenticates to the store.
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` output never shows the token, so `?auth` in a log line is safe.
+#[derive(Clone)]
 pub enum Auth {
     /// Relay the inbound request's `Authorization` header.
     Relay,
     /// Send this bearer token (for instance the service's own, from a client-credentials grant).
     Bearer(String),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Relay => formatter.write_str("Relay"),
+            Self::Bearer(_) => formatter.write_str("Bearer(xxxxxxxxxx)"),
+        }
+    }
 }
 
 /// A failed store operation.
