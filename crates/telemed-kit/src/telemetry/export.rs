@@ -166,58 +166,61 @@ impl opentelemetry_http::HttpClient for CollectorClient {
 /// The telemetry end-to-end tests check the result against the Zipkin v2 schema.
 #[cfg(feature = "zipkin")]
 fn complete_spans(batch: &[u8], local_endpoint: &[u8]) -> Vec<u8> {
-    let batch = replace_all(batch, br#""parentId":"0000000000000000","#, b"");
-    let batch = replace_all(&batch, br#""localEndpoint":{}"#, local_endpoint);
-    mark_debug_spans(&batch)
-}
+    use memchr::memmem::Finder;
 
-#[cfg(feature = "zipkin")]
-fn replace_all(haystack: &[u8], pattern: &[u8], replacement: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(haystack.len() + haystack.len() / 8);
-    let mut copied = 0;
-    for at in memchr::memmem::find_iter(haystack, pattern) {
-        out.extend_from_slice(&haystack[copied..at]);
-        out.extend_from_slice(replacement);
-        copied = at + pattern.len();
-    }
-    out.extend_from_slice(&haystack[copied..]);
-    out
-}
-
-#[cfg(feature = "zipkin")]
-fn mark_debug_spans(batch: &[u8]) -> Vec<u8> {
-    use memchr::memmem::find;
-
+    const ROOT_PARENT: &[u8] = br#""parentId":"0000000000000000","#;
+    const EMPTY_ENDPOINT: &[u8] = br#""localEndpoint":{}"#;
     const DEBUG_OFF: &[u8] = br#""debug":false"#;
     const DEBUG_ON: &[u8] = br#""debug":true"#;
-    let tag = format!(r#""{}":"true""#, super::sampler::DEBUG_ATTRIBUTE);
-    let tag = tag.as_bytes();
-    let mut out = Vec::with_capacity(batch.len());
-    let mut rest = batch;
-    while let Some(at) = find(rest, tag) {
-        let (mut before, mut after) = (&rest[..at], &rest[at + tag.len()..]);
-        // Take the separating comma with the tag; with no other tag left, take the whole `"tags":{}`.
-        if let Some(next) = after.strip_prefix(b",") {
-            after = next;
-        } else if let Some(previous) = before.strip_suffix(b",") {
-            before = previous;
-        } else if let (Some(previous), Some(next)) = (
-            before.strip_suffix(br#","tags":{"#),
-            after.strip_prefix(b"}"),
-        ) {
-            (before, after) = (previous, next);
-        }
-        out.extend_from_slice(before);
-        match find(after, DEBUG_OFF) {
-            Some(flag) => {
-                out.extend_from_slice(&after[..flag]);
-                out.extend_from_slice(DEBUG_ON);
-                rest = &after[flag + DEBUG_OFF.len()..];
+    let debug_tag = format!(r#""{}":"true""#, super::sampler::DEBUG_ATTRIBUTE);
+    let finders = [
+        Finder::new(ROOT_PARENT),
+        Finder::new(EMPTY_ENDPOINT),
+        Finder::new(debug_tag.as_bytes()),
+        Finder::new(DEBUG_OFF),
+    ];
+    // One pass into one buffer: batches run to hundreds of KiB, and every extra copy is a fresh allocation.
+    let find_from = |finder: &Finder, from: usize| finder.find(&batch[from..]).map(|at| from + at);
+    let mut next = finders.each_ref().map(|finder| find_from(finder, 0));
+    let mut out = Vec::with_capacity(batch.len() + batch.len() / 8);
+    let (mut copied, mut debug_pending) = (0, false);
+    while let Some((pattern, at)) = next
+        .iter()
+        .enumerate()
+        .filter_map(|(pattern, at)| at.map(|at| (pattern, at)))
+        .min_by_key(|&(_, at)| at)
+    {
+        out.extend_from_slice(&batch[copied..at]);
+        let mut end = at + finders[pattern].needle().len();
+        match pattern {
+            0 => {}
+            1 => out.extend_from_slice(local_endpoint),
+            2 => {
+                // Take the separating comma with the tag; with no other tag left, take the whole `"tags":{}`.
+                if batch.get(end) == Some(&b',') {
+                    end += 1;
+                } else if out.ends_with(b",") {
+                    out.pop();
+                } else if out.ends_with(br#","tags":{"#) && batch.get(end) == Some(&b'}') {
+                    out.truncate(out.len() - br#","tags":{"#.len());
+                    end += 1;
+                }
+                debug_pending = true;
             }
-            None => rest = after,
+            _ if debug_pending => {
+                out.extend_from_slice(DEBUG_ON);
+                debug_pending = false;
+            }
+            _ => out.extend_from_slice(DEBUG_OFF),
+        }
+        copied = end;
+        for (finder, position) in finders.iter().zip(&mut next) {
+            if position.is_some_and(|position| position < copied) {
+                *position = find_from(finder, copied);
+            }
         }
     }
-    out.extend_from_slice(rest);
+    out.extend_from_slice(&batch[copied..]);
     out
 }
 
