@@ -36,6 +36,8 @@ use crate::http::Problem;
 
 /// A client must send its complete request head within this time, or the connection is closed.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection accepted before draining started may still take to send its first bytes.
+const FIRST_BYTES_AFTER_STOP: Duration = Duration::from_millis(250);
 /// A request body that stalls this long between two chunks gets 408 and the connection is closed.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest request head accepted; larger heads get 431.
@@ -187,13 +189,17 @@ pub async fn serve(
         let (builder, watcher, stop) = (builder.clone(), graceful.watcher(), stop.clone());
         let guard = open.open();
         tokio::spawn(async move {
-            // Biased towards the bytes: a request already in the socket when the drain starts is served.
+            // Biased towards the bytes: a request already in the socket when the drain starts is served, and
+            // one from a client that connected just before gets a moment to arrive.
             let speaks = tokio::select! {
                 biased;
                 first = tokio::time::timeout(HEADER_READ_TIMEOUT, first_bytes(&stream)) => {
                     matches!(first, Ok(Ok(true)))
                 }
-                () = stop.cancelled() => false,
+                () = async {
+                    stop.cancelled().await;
+                    tokio::time::sleep(FIRST_BYTES_AFTER_STOP).await;
+                } => false,
             };
             if speaks {
                 let connection = builder
