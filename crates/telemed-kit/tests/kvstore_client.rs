@@ -133,19 +133,25 @@ enum Op {
     Delete,
 }
 
+const EVERY_OP: [Op; 4] = [Op::Read, Op::Create, Op::Update, Op::Delete];
+
 async fn call(store: &KvStore, op: Op) -> Result<(), KvError> {
+    call_as(store, op, own()).await
+}
+
+async fn call_as(store: &KvStore, op: Op, auth: Auth) -> Result<(), KvError> {
     let value = Bytes::from_static(br#"{"on":true}"#);
     match op {
-        Op::Read => store.read("k", own()).await.map(|_| ()),
+        Op::Read => store.read("k", auth).await.map(|_| ()),
         Op::Create => store
-            .create("k", value, MediaType::Json, own())
+            .create("k", value, MediaType::Json, auth)
             .await
             .map(|_| ()),
         Op::Update => store
-            .update("k", value, MediaType::Json, &etag("\"v1\""), own())
+            .update("k", value, MediaType::Json, &etag("\"v1\""), auth)
             .await
             .map(|_| ()),
-        Op::Delete => store.delete("k", Some(&etag("\"v1\"")), own()).await,
+        Op::Delete => store.delete("k", Some(&etag("\"v1\"")), auth).await,
     }
 }
 
@@ -585,27 +591,10 @@ async fn standin_401_for_a_missing_or_malformed_token_is_unauthorized() {
     let server = start_standin().await;
     let store = kvstore(&server.url, Duration::from_secs(5));
     // Not one token68: the stand-in answers 401 with error="invalid_token".
-    let malformed = || Auth::Bearer("two words".to_owned());
-    assert_fails(store.read("k", malformed()).await, "Unauthorized");
-    assert_fails(
-        store
-            .create("k", Bytes::from_static(b"v"), MediaType::Text, malformed())
-            .await,
-        "Unauthorized",
-    );
-    assert_fails(
-        store
-            .update(
-                "k",
-                Bytes::from_static(b"v"),
-                MediaType::Text,
-                &etag("\"x\""),
-                malformed(),
-            )
-            .await,
-        "Unauthorized",
-    );
-    assert_fails(store.delete("k", None, malformed()).await, "Unauthorized");
+    for op in EVERY_OP {
+        let malformed = Auth::Bearer("two words".to_owned());
+        assert_fails(call_as(&store, op, malformed).await, "Unauthorized");
+    }
     // Relaying outside any inbound request sends no Authorization at all.
     assert_fails(store.read("k", Auth::Relay).await, "Unauthorized");
     assert_eq!(server.standin.stats().total, 5);
@@ -615,27 +604,10 @@ async fn standin_401_for_a_missing_or_malformed_token_is_unauthorized() {
 async fn standin_403_for_a_refused_token_is_forbidden() {
     let server = start_standin().await;
     let store = kvstore(&server.url, Duration::from_secs(5));
-    let refused = || Auth::Bearer("forbidden".to_owned());
-    assert_fails(store.read("k", refused()).await, "Forbidden");
-    assert_fails(
-        store
-            .create("k", Bytes::from_static(b"v"), MediaType::Text, refused())
-            .await,
-        "Forbidden",
-    );
-    assert_fails(
-        store
-            .update(
-                "k",
-                Bytes::from_static(b"v"),
-                MediaType::Text,
-                &etag("\"x\""),
-                refused(),
-            )
-            .await,
-        "Forbidden",
-    );
-    assert_fails(store.delete("k", None, refused()).await, "Forbidden");
+    for op in EVERY_OP {
+        let refused = Auth::Bearer("forbidden".to_owned());
+        assert_fails(call_as(&store, op, refused).await, "Forbidden");
+    }
     assert_eq!(server.standin.stats().total, 4);
 }
 
@@ -981,7 +953,7 @@ async fn raw_answering_slower_than_the_timeout_is_timeout_within_the_bound() {
     })
     .await;
     let store = kvstore(&server.url, SHORT_TIMEOUT);
-    for op in [Op::Read, Op::Create, Op::Update, Op::Delete] {
+    for op in EVERY_OP {
         let started = Instant::now();
         let result = call(&store, op).await;
         let elapsed = started.elapsed();
@@ -1020,7 +992,7 @@ async fn raw_body_stalling_after_the_head_is_timeout_within_the_bound() {
 async fn raw_closing_without_an_answer_is_unavailable() {
     let mut server = RawServer::start(Script::Close).await;
     let store = kvstore(&server.url, Duration::from_secs(5));
-    for op in [Op::Read, Op::Create, Op::Update, Op::Delete] {
+    for op in EVERY_OP {
         assert_fails(call(&store, op).await, "Unavailable");
         // It did connect and send: the failure is the missing answer.
         server.next_request();
@@ -1033,7 +1005,7 @@ async fn nothing_listening_is_unavailable() {
     let url = format!("http://{}", listener.local_addr().expect("local address"));
     drop(listener);
     let store = kvstore(&url, Duration::from_secs(5));
-    for op in [Op::Read, Op::Create, Op::Update, Op::Delete] {
+    for op in EVERY_OP {
         assert_fails(call(&store, op).await, "Unavailable");
     }
 }
