@@ -20,7 +20,7 @@ import pytest
 
 from telemetry_support import (
     API_KEY, CAPTURED, COOKIE, CPR_DASHED, CPR_PLAIN, EXPECTED_IDS, HEX_ID, QUERY_TOKEN, RESPONSES, SECRETS,
-    TOKEN, documented_log_keys, new_span_id, new_trace_id, zipkin_span_schema,
+    TOKEN, documented_log_keys, new_span_id, new_trace_id, read_setting, zipkin_span_schema,
 )
 
 TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
@@ -115,6 +115,28 @@ def test_every_line_the_services_wrote_follows_the_log_model(finished):
             assert lines[0].get("id") == expected, (request_id, lines[0])
             checked += 1
     assert checked > 100, "too few requests with a known inbound trace id reached this check"
+
+
+# The request id on which CI once caught a random "req-" + hex id: 280990-6463 reads as a CPR number.
+CPR_IN_REQUEST_ID = "req-2809906463bd4a9cbea6a542d3202034"
+
+
+@pytest.fixture(scope="session")
+def cpr_in_request_id(services, upstream) -> int:
+    """One read whose x-request-id holds ten digits that form a date; returns its status."""
+    exchange = read_setting(services.get(), upstream, request_id=None,
+                            headers=[("x-request-id", CPR_IN_REQUEST_ID)])
+    return exchange.response.status
+
+
+@pytest.mark.after_all
+def test_a_cpr_number_in_x_request_id_is_masked(cpr_in_request_id, finished):
+    """A request id is client input like any other: the access line keeps what is not a CPR number."""
+    assert cpr_in_request_id == 200
+    lines = [json.loads(raw) for _, _, raw in CAPTURED if CPR_IN_REQUEST_ID[14:] in raw]
+    access = [line.get("request_id") for line in lines if line.get("subject") == "access"]
+    assert access == ["req-xxxxxxxxxxbd4a9cbea6a542d3202034"], lines
+    assert not [raw for _, _, raw in CAPTURED if "2809906463" in raw]
 
 
 RUST_SUITE_STDOUT = os.environ.get("RUST_SUITE_STDOUT_DIR")
