@@ -15,12 +15,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, Env, ServiceInfo, Settings};
 use crate::health::{Check, CheckError, HealthBuilder};
-use crate::http::server::OpenConnections;
+use crate::http::server::{BodyReadTimeoutLayer, OpenConnections};
 use crate::http::{Client, Problem};
 use crate::metrics::Metrics;
 use crate::shutdown::{Shutdown, Trigger};
 use crate::telemetry::{self, TelemetryGuard};
 use crate::telemetry::{RequestTelemetryLayer, TelemetryError};
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 
 type HookFn = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
@@ -241,19 +242,17 @@ impl Service {
                 }
             },
         };
-        // Innermost first: a panic becomes a 500 that the access log sees; the request layer needs the matched
-        // route, so it sits inside the router; the in-flight count covers everything.
-        let app = app
-            .merge(health.routes())
-            .layer(axum::middleware::map_response(
-                crate::http::problem::problem_for_plain_errors,
-            ))
-            .layer(axum::middleware::from_fn(
-                crate::http::server::body_read_timeout,
-            ))
-            .layer(CatchPanicLayer::custom(panic_response))
-            .layer(RequestTelemetryLayer::new(telemetry.telemetry().clone()))
-            .layer(shutdown.layer());
+        // Outermost first: the in-flight count covers everything; a panic becomes a 500 that the access log
+        // sees. The request layer needs the matched route, so the stack sits inside the router, as one layer:
+        // axum boxes each `Router::layer` separately and clones every box on every request.
+        let app = app.merge(health.routes()).layer(
+            ServiceBuilder::new()
+                .layer(shutdown.layer())
+                .layer(RequestTelemetryLayer::new(telemetry.telemetry().clone()))
+                .layer(CatchPanicLayer::custom(panic_response))
+                .layer(BodyReadTimeoutLayer)
+                .map_response(crate::http::problem::problem_for_plain_errors),
+        );
         let stop_accepting = CancellationToken::new();
         let graceful = GracefulShutdown::new();
         let connections = OpenConnections::default();

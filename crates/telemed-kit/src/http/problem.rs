@@ -91,9 +91,7 @@ impl std::fmt::Display for Problem {
 /// axum's own rejections (a path that does not parse, a body over the limit, an unknown route, a method not
 /// allowed) answer in plain text, sometimes echoing the input; the server stack passes every response through
 /// this so that every 4xx and 5xx has the same shape and says nothing about the input.
-pub async fn problem_for_plain_errors(
-    response: axum::response::Response,
-) -> axum::response::Response {
+pub fn problem_for_plain_errors(response: axum::response::Response) -> axum::response::Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;

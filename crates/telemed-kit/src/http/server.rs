@@ -12,13 +12,14 @@ use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::future::{BoxFuture, Either};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -29,7 +30,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
+use tower::{Layer, Service, ServiceExt};
 use tower_http::timeout::TimeoutBody;
 
 use crate::http::Problem;
@@ -122,38 +123,73 @@ impl Drop for ConnectionGuard {
     }
 }
 
-/// Middleware: answers 408 when the request body stalls for [`BODY_READ_TIMEOUT`].
+/// Applies [`BodyReadTimeout`].
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BodyReadTimeoutLayer;
+
+impl<S> Layer<S> for BodyReadTimeoutLayer {
+    type Service = BodyReadTimeout<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BodyReadTimeout { inner }
+    }
+}
+
+/// Answers 408 when the request body stalls for [`BODY_READ_TIMEOUT`].
 ///
 /// A handler reading the body otherwise waits for as long as the client likes to send it, holding the task and
 /// the connection. tower-http's [`TimeoutBody`] turns the stall into a body error, which axum's extractors report
-/// as a generic 400; the flag lets the answer say what happened instead.
-pub(crate) async fn body_read_timeout(request: Request, next: Next) -> Response {
-    if request.body().is_end_stream() {
-        return next.run(request).await;
+/// as a generic 400; the flag lets the answer say what happened instead. A request without a body (most of
+/// them) passes straight through, without the wrapping or an allocation.
+#[derive(Debug, Clone)]
+pub(crate) struct BodyReadTimeout<S> {
+    inner: S,
+}
+
+impl<S> Service<Request> for BodyReadTimeout<S>
+where
+    S: Service<Request, Response = Response>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Either<S::Future, BoxFuture<'static, Result<Response, S::Error>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
     }
-    let stalled = Arc::new(AtomicBool::new(false));
-    let (parts, body) = request.into_parts();
-    let body = TimeoutBody::new(BODY_READ_TIMEOUT, body).map_err({
-        let stalled = stalled.clone();
-        move |error| {
-            stalled.store(true, Ordering::Release);
-            axum::Error::new(error)
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        if request.body().is_end_stream() {
+            return Either::Left(self.inner.call(request));
         }
-    });
-    let response = next
-        .run(Request::from_parts(parts, axum::body::Body::new(body)))
-        .await;
-    if !stalled.load(Ordering::Acquire) {
-        return response;
+        let stalled = Arc::new(AtomicBool::new(false));
+        let (parts, body) = request.into_parts();
+        let body = TimeoutBody::new(BODY_READ_TIMEOUT, body).map_err({
+            let stalled = stalled.clone();
+            move |error| {
+                stalled.store(true, Ordering::Release);
+                axum::Error::new(error)
+            }
+        });
+        let response = self
+            .inner
+            .call(Request::from_parts(parts, axum::body::Body::new(body)));
+        Either::Right(Box::pin(async move {
+            let response = response.await?;
+            if !stalled.load(Ordering::Acquire) {
+                return Ok(response);
+            }
+            let mut response = Problem::new(StatusCode::REQUEST_TIMEOUT)
+                .detail("the request body stalled")
+                .into_response();
+            // The rest of the body may still arrive: this connection cannot carry another request.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            Ok(response)
+        }))
     }
-    let mut response = Problem::new(StatusCode::REQUEST_TIMEOUT)
-        .detail("the request body stalled")
-        .into_response();
-    // The rest of the body may still arrive: this connection cannot carry another request.
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
 }
 
 /// Accepts connections and serves `app` on each until `stop` is cancelled. Connections are watched by
