@@ -19,15 +19,16 @@
 //!
 //! The layer must sit inside the router (`Router::layer`), where axum has matched the route.
 
-use std::sync::Arc;
+use std::borrow::Cow;
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::MatchedPath;
-use futures_util::future::BoxFuture;
-use http::{HeaderValue, Request, Response, header};
-use opentelemetry::KeyValue;
+use futures_util::future::{BoxFuture, Either};
+use http::{HeaderValue, Method, Request, Response, header};
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _};
+use opentelemetry::{KeyValue, Value};
 use tower::{Layer, Service};
 
 use super::Telemetry;
@@ -59,6 +60,7 @@ impl<S> Layer<S> for RequestTelemetryLayer {
         RequestTelemetry {
             inner,
             telemetry: self.telemetry.clone(),
+            route: Arc::default(),
         }
     }
 }
@@ -68,6 +70,8 @@ impl<S> Layer<S> for RequestTelemetryLayer {
 pub struct RequestTelemetry<S> {
     inner: S,
     telemetry: Telemetry,
+    /// Names derived from the route this service serves, shared by its clones.
+    route: Arc<OnceLock<RouteNames>>,
 }
 
 impl<S, B, ResBody> Service<Request<B>> for RequestTelemetry<S>
@@ -90,11 +94,21 @@ where
         let started = Instant::now();
         let path = request.uri().path();
         let quiet = is_probe_path(path) || path == METRICS_PATH;
-        let route = Label::new(match request.extensions().get::<MatchedPath>() {
-            Some(path) => path.as_str(),
-            None => "unmatched",
-        });
+        let matched = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("unmatched", MatchedPath::as_str);
+        let cached = self.route.get_or_init(|| RouteNames::new(matched, true));
+        let uncached;
+        let names = if *cached.template == *matched {
+            cached
+        } else {
+            uncached = RouteNames::new(matched, false);
+            &uncached
+        };
+        let route = names.label.clone();
         let method = request.method().clone();
+        let standard = standard_method(&method);
         let metrics = self.telemetry.inner.metrics.clone();
         let in_flight = if quiet {
             None
@@ -110,11 +124,11 @@ where
         let otel = match &self.telemetry.inner.tracer {
             Some(tracer) if !quiet => {
                 let span = tracer
-                    .span_builder(format!("{method} {}", route.as_str()))
+                    .span_builder(names.span_name(&method, standard))
                     .with_kind(SpanKind::Server)
                     .with_attributes([
-                        KeyValue::new("http.request.method", method.to_string()),
-                        KeyValue::new("http.route", route.as_str().to_owned()),
+                        KeyValue::new("http.request.method", method_value(&method, standard)),
+                        KeyValue::new("http.route", Arc::clone(&names.template)),
                     ])
                     .start_with_context(tracer, &inbound);
                 inbound.with_span(span)
@@ -142,13 +156,13 @@ where
         let response = self.inner.call(request);
         // A sampled span becomes the current OpenTelemetry context while the handler runs, so that spans of
         // the service's own code (`#[instrument]`) are its children. Unsampled requests skip the cost.
-        let response: BoxFuture<'static, _> = if context.otel.span().is_recording() {
-            Box::pin(opentelemetry::context::FutureExt::with_context(
+        let response = if context.otel.span().is_recording() {
+            Either::Left(opentelemetry::context::FutureExt::with_context(
                 response,
                 context.otel.clone(),
             ))
         } else {
-            Box::pin(response)
+            Either::Right(response)
         };
         let scoped = context.clone();
         Box::pin(context::scope(scoped, async move {
@@ -169,7 +183,7 @@ where
                 span.end();
                 if !quiet {
                     metrics.request_finished(
-                        &Label::new(method.as_str()),
+                        &method_label(&method, standard),
                         &route,
                         status,
                         started.elapsed(),
@@ -189,6 +203,84 @@ where
             drop(in_flight);
             result
         }))
+    }
+}
+
+const STANDARD_COUNT: usize = 9;
+
+/// The methods whose names are cached; a request with another method gets its names built for it.
+static STANDARD_METHODS: [(Method, &str); STANDARD_COUNT] = [
+    (Method::GET, "GET"),
+    (Method::HEAD, "HEAD"),
+    (Method::POST, "POST"),
+    (Method::PUT, "PUT"),
+    (Method::DELETE, "DELETE"),
+    (Method::PATCH, "PATCH"),
+    (Method::OPTIONS, "OPTIONS"),
+    (Method::TRACE, "TRACE"),
+    (Method::CONNECT, "CONNECT"),
+];
+
+/// The index of `method` in [`STANDARD_METHODS`].
+fn standard_method(method: &Method) -> Option<usize> {
+    STANDARD_METHODS
+        .iter()
+        .position(|(known, _)| known == method)
+}
+
+static METHOD_LABELS: LazyLock<[Label; STANDARD_COUNT]> = LazyLock::new(|| {
+    STANDARD_METHODS
+        .each_ref()
+        .map(|(_, name)| Label::new(*name))
+});
+
+fn method_label(method: &Method, standard: Option<usize>) -> Label {
+    match standard {
+        Some(index) => METHOD_LABELS[index].clone(),
+        None => Label::new(method.as_str()),
+    }
+}
+
+fn method_value(method: &Method, standard: Option<usize>) -> Value {
+    match standard {
+        Some(index) => Value::from(STANDARD_METHODS[index].1),
+        None => Value::from(method.to_string()),
+    }
+}
+
+/// What a request's telemetry needs from its route template, built on the route's first request and reused:
+/// each request would otherwise allocate the metric label, the span name and the span's route attribute.
+#[derive(Debug)]
+struct RouteNames {
+    template: Arc<str>,
+    label: Label,
+    /// Span names by standard method, when `interned`.
+    span_names: [OnceLock<&'static str>; STANDARD_COUNT],
+    interned: bool,
+}
+
+impl RouteNames {
+    fn new(template: &str, interned: bool) -> Self {
+        let template: Arc<str> = template.into();
+        Self {
+            label: Label::new(Arc::clone(&template)),
+            template,
+            span_names: Default::default(),
+            interned,
+        }
+    }
+
+    /// `"{method} {template}"`. The SDK takes span names as `Cow<'static, str>`, so the interned names are
+    /// leaked: once per standard method of a route the router was built with, a fixed set like the routes.
+    fn span_name(&self, method: &Method, standard: Option<usize>) -> Cow<'static, str> {
+        match standard {
+            Some(index) if self.interned => {
+                Cow::Borrowed(self.span_names[index].get_or_init(|| {
+                    Box::leak(format!("{method} {}", self.template).into_boxed_str())
+                }))
+            }
+            _ => Cow::Owned(format!("{method} {}", self.template)),
+        }
     }
 }
 
@@ -248,4 +340,43 @@ fn new_request_id() -> HeaderValue {
 fn rand_u128() -> u128 {
     use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
     u128::from_be_bytes(RandomIdGenerator::default().new_trace_id().to_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interned_route_builds_each_span_name_once() {
+        let names = RouteNames::new("/settings/{key}", true);
+        let first = names.span_name(&Method::PUT, standard_method(&Method::PUT));
+        let again = names.span_name(&Method::PUT, standard_method(&Method::PUT));
+        assert_eq!(first, "PUT /settings/{key}");
+        assert!(
+            matches!((&first, &again), (Cow::Borrowed(a), Cow::Borrowed(b)) if std::ptr::eq(*a, *b))
+        );
+        assert_eq!(
+            names.span_name(&Method::GET, standard_method(&Method::GET)),
+            "GET /settings/{key}"
+        );
+    }
+
+    #[test]
+    fn other_methods_and_uncached_routes_get_names_of_their_own() {
+        let purge = Method::from_bytes(b"PURGE").unwrap_or_default();
+        let names = RouteNames::new("/cache", true);
+        assert_eq!(standard_method(&purge), None);
+        assert!(
+            matches!(names.span_name(&purge, None), Cow::Owned(name) if name == "PURGE /cache")
+        );
+        assert_eq!(method_value(&purge, None), Value::from("PURGE"));
+        assert_eq!(method_label(&purge, None).as_str(), "PURGE");
+
+        let uncached = RouteNames::new("/other", false);
+        let get = standard_method(&Method::GET);
+        assert!(
+            matches!(uncached.span_name(&Method::GET, get), Cow::Owned(name) if name == "GET /other")
+        );
+        assert_eq!(method_label(&Method::GET, get).as_str(), "GET");
+    }
 }
