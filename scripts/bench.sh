@@ -26,7 +26,7 @@ python=$(command -v python3)
 
 step "build reference-service (release)"
 cargo build --release --locked -p reference-service
-target_dir=$(cargo metadata --format-version 1 --no-deps | "$python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+target_dir=$(cargo_target_dir)
 
 step "build bare axum (release, the workspace's lock file and target directory)"
 bare=scripts/bench/bare-axum

@@ -22,7 +22,7 @@ cargo-generate = "=$version"
 TOML
 : >"$work/fetch/src/lib.rs"
 (cd "$work/fetch" && cargo fetch -q)
-src=$(find "${CARGO_HOME:-$HOME/.cargo}/registry/src" -maxdepth 2 -type d -name "cargo-generate-$version" | head -n 1)
+src=$(find "${CARGO_HOME:-$HOME/.cargo}/registry/src" -maxdepth 2 -type d -name "cargo-generate-$version" -print -quit)
 cp -r "$src" "$work/cargo-generate"
 cd "$work/cargo-generate"
 cargo update -q -p cargo-util-schemas --precise 0.14.1

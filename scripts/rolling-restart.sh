@@ -14,12 +14,12 @@ set -euo pipefail
 cd "$ROOT"
 ensure_apt haproxy
 cargo build --release --locked -q -p reference-service -p kvstore-standin
-TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+TARGET_DIR=$(cargo_target_dir)
 previous_rev=${PREVIOUS_REV:-$(bash scripts/rolling/build-previous.sh --default-rev)}
 previous=$(bash scripts/rolling/build-previous.sh "$previous_rev" release | tail -1)
 RUN_DIR=${RUN_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/rolling-restart.XXXXXX")}
 mkdir -p "$RUN_DIR"
-step "rolling restarts: $(git rev-parse --short HEAD) next to $(git rev-parse --short=7 "$previous_rev") on $(nproc) cores, $(haproxy -v | head -1 | cut -d' ' -f1-3)"
+step "rolling restarts: $(git rev-parse --short HEAD) next to $(git rev-parse --short=7 "$previous_rev") on $(nproc) cores, $(haproxy -v | first_line | cut -d' ' -f1-3)"
 python3 tests/reliability/rolling.py --profile full \
   --service "$TARGET_DIR/release/reference-service" --standin "$TARGET_DIR/release/kvstore-standin" \
   --previous "$previous" --previous-label "$(git rev-parse --short=7 "$previous_rev")" \

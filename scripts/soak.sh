@@ -12,10 +12,10 @@ set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 cd "$ROOT"
 cargo build --release --locked -q -p reference-service -p kvstore-standin
-TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+TARGET_DIR=$(cargo_target_dir)
 run_dir=${RUN_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/soak.XXXXXX")}
 step "soak: $(git rev-parse --short HEAD), release build"
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, $(uname -sr)"
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | first_line), $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, $(uname -sr)"
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
 python3 tests/reliability/soak.py \
   --service "$TARGET_DIR/release/reference-service" --standin "$TARGET_DIR/release/kvstore-standin" \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test of the project: formatting, lints, unit and integration tests (real processes, real signals),
-# API docs, the examples, telemetry end to end, rolling restarts, the template, the chart and image checks, and
-# bounded fuzzing. Installs what it needs (idempotent, cached).
+# Runs every test of the project: formatting, lints (Rust and shell), unit and integration tests (real processes,
+# real signals), API docs, the examples, telemetry end to end, rolling restarts, the template, the chart and image
+# checks, and bounded fuzzing. Installs what it needs (idempotent, cached).
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 cd "$ROOT"
@@ -12,6 +12,9 @@ cargo --version
 
 step "format"
 cargo fmt --all -- --check
+
+step "shell scripts"
+bash scripts/check-scripts.sh
 
 step "clippy"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings

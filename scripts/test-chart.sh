@@ -13,11 +13,12 @@ VENV="$ROOT/.venv/checkov" ensure_venv scripts/requirements-checkov.txt
 
 step "build reference-service"
 cargo build --locked -p reference-service
-target_dir=$(cargo metadata --format-version 1 --no-deps | "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+target_dir=$(cargo_target_dir)
 export REFERENCE_SERVICE_BIN="$target_dir/debug/reference-service"
 
 step "chart tests"
 # The tests start the real service on its default port, 8080: a network namespace of their own (loopback only)
 # keeps them apart from anything else on the machine and from each other's runs.
+# shellcheck disable=SC2016 # expanded by the inner sh, which gets the arguments after the script
 exec unshare --net -- sh -c 'ip link set lo up && exec "$0" -m pytest -p no:cacheprovider -q tests/chart' \
   "$VENV/bin/python"

@@ -14,7 +14,7 @@ VENV="$ROOT/.venv/checkov" ensure_venv scripts/requirements-checkov.txt
 
 step "build reference-service (release)"
 cargo build --release --locked -p reference-service
-target_dir=$(cargo metadata --format-version 1 --no-deps | "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+target_dir=$(cargo_target_dir)
 export REFERENCE_SERVICE_RELEASE_BIN="$target_dir/release/reference-service"
 
 step "image tests"
@@ -25,6 +25,7 @@ step "image tests"
 # falls back to the v1 controllers; and fixed nofile/nproc ulimits for the container (TEST_PODMAN_ULIMITS),
 # since podman's defaults exceed the sandbox's hard limits.
 export TEST_PODMAN_ULIMITS="--ulimit nofile=20000:20000 --ulimit nproc=32768:32768"
+# shellcheck disable=SC2016 # expanded by the inner sh, which gets the arguments after the script
 exec unshare --net --mount --propagation private -- sh -c '
   ip link set lo up
   if mountpoint -q /sys/fs/cgroup/unified; then umount /sys/fs/cgroup/unified; fi

@@ -8,6 +8,6 @@ cd "$ROOT"
 ensure_apt prometheus
 ensure_venv scripts/requirements-metrics.txt
 cargo build --locked -q -p reference-service -p kvstore-standin -p kit-testbed
-TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+TARGET_DIR=$(cargo_target_dir)
 export TARGET_DIR
 "$VENV/bin/python" -m pytest -q tests/metrics "$@"

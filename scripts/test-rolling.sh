@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$ROOT"
 ensure_apt haproxy
 cargo build --locked -q -p reference-service -p kvstore-standin
-TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+TARGET_DIR=$(cargo_target_dir)
 previous_rev=${PREVIOUS_REV:-$(bash scripts/rolling/build-previous.sh --default-rev)}
 previous=$(bash scripts/rolling/build-previous.sh "$previous_rev" debug | tail -1)
 run_dir=$(mktemp -d "${TMPDIR:-/tmp}/test-rolling.XXXXXX")

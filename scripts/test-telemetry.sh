@@ -13,7 +13,7 @@ ensure_venv scripts/requirements-telemetry.txt
 
 step "build reference-service"
 cargo build --locked -p reference-service
-target_dir=$(cargo metadata --format-version 1 --no-deps | "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+target_dir=$(cargo_target_dir)
 export REFERENCE_SERVICE_BIN="$target_dir/debug/reference-service"
 
 step "Rust process suites, every stdout line copied for the log-model checks"
@@ -29,5 +29,6 @@ step "telemetry tests"
 # else on the machine, and nothing else can take the ports the tests pick.
 # Arguments go to pytest (default: the whole suite), e.g. `tests/telemetry/test_export.py -k debug`.
 [ $# -gt 0 ] || set -- tests/telemetry
+# shellcheck disable=SC2016 # expanded by the inner sh, which gets the arguments after the script
 exec unshare --net -- sh -c 'ip link set lo up && exec "$0" -m pytest -p no:cacheprovider -q "$@"' \
   "$VENV/bin/python" "$@"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The cargo-generate template (template/), tested the way a team uses it: generate services non-interactively,
-# then prove each passes its own checks on the first try (rustfmt, clippy -D warnings, its tests against the real
-# binary), that nothing shared with the kit's Dockerfile and chart has drifted, and that the generated chart
-# renders and lints with the real Helm engine (tests/template).
+# The cargo-generate template (template/), tested the way a team uses it: generate services non-interactively, then
+# prove each passes its own checks on the first try (rustfmt, clippy -D warnings, its tests against the real binary,
+# its scripts linted by shellcheck), that nothing shared with the kit's Dockerfile and chart has drifted, and that the
+# generated chart renders and lints with the real Helm engine (tests/template).
 #
 # Variants: demo-svc (key-value store and chart, port 8080), lean-svc (neither, port 9000) are built and tested;
 # chart-svc (chart without the store, port 8081) is rendered; git-svc (kit from its git repository) is only
@@ -15,6 +15,7 @@ cd "$ROOT"
 
 step "tools"
 bash scripts/install-cargo-generate.sh
+ensure_apt shellcheck
 ensure_venv scripts/requirements-chart.txt
 cargo generate --version
 
@@ -22,8 +23,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # The generated services share the workspace's target directory, so the dependencies the workspace has already
 # compiled (same versions, same features) are reused instead of rebuilt for each service.
-CARGO_TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --locked | "$VENV/bin/python" -c \
-  'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+CARGO_TARGET_DIR=$(cargo_target_dir)
 export CARGO_TARGET_DIR
 
 generate() {
@@ -45,6 +45,9 @@ for name in demo-svc lean-svc; do
   cp Cargo.lock "$work/$name/Cargo.lock"
   (cd "$work/$name" && cargo metadata --format-version 1 >/dev/null)
 done
+
+step "generated scripts, linted"
+(cd "$work" && shellcheck ./*/scripts/*.sh)
 
 step "drift from the kit, generated chart rendered"
 GENERATED_DIR="$work" "$VENV/bin/python" -m pytest -p no:cacheprovider -q tests/template

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the test scripts. Source it: `. "$(dirname "$0")/lib/common.sh"`.
 # Every install is idempotent and skipped when already done, so a warm machine pays nothing.
 
@@ -24,12 +25,26 @@ ensure_venv() {
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   local req
   for req in "$@"; do
-    local stamp="$VENV/.installed-$(basename "$req")-$(sha256sum "$req" | cut -c1-16)"
+    local stamp
+    stamp="$VENV/.installed-$(basename "$req")-$(sha256sum "$req" | cut -c1-16)"
     if [ ! -f "$stamp" ]; then
       "$VENV/bin/pip" install -q --disable-pip-version-check -r "$req"
       touch "$stamp"
     fi
   done
+}
+
+# cargo_target_dir: prints the workspace's target directory (CARGO_TARGET_DIR and config included).
+cargo_target_dir() {
+  cargo metadata --format-version 1 --no-deps --locked \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
+}
+
+# first_line: prints the first line of its input and reads the rest. Never `| head -1` in these scripts: head
+# exits after one line, the writer gets SIGPIPE on its next write (git writes each line to a pipe separately), and
+# under pipefail that exit status 141 ends the script, at random, depending on who runs first.
+first_line() {
+  sed -n 1p
 }
 
 # step NAME: prints a visible header for a test step.

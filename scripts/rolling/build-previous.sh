@@ -16,11 +16,11 @@ cd "$ROOT"
 
 default_previous_rev() {
   local tag
-  tag=$(git tag --list 'v*' --sort=-v:refname | head -1)
+  tag=$(git tag --list 'v*' --sort=-v:refname | first_line)
   if [ -n "$tag" ]; then
     echo "$tag"
   else
-    git log --reverse --format=%H -- examples/reference-service | head -1
+    git log --reverse --format=%H -- examples/reference-service | first_line
   fi
 }
 
@@ -33,7 +33,7 @@ rev=${1:-$(default_previous_rev)}
 profile=${2:-debug}
 sha=$(git rev-parse --verify "$rev^{commit}")
 short=${sha:0:12}
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+target_dir=$(cargo_target_dir)
 base="$target_dir/rolling/previous-$short"
 binary="$base/reference-service-$profile"
 
