@@ -31,6 +31,12 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
 fi
 
 cd "$ROOT"
+# cargo-fuzz has no --locked: without this check a stale fuzz/Cargo.lock is rewritten silently on every run.
+if ! cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null; then
+  echo "fuzz/Cargo.lock is out of date with the kit's dependencies: run" \
+    "'cargo metadata --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null' and commit the lock" >&2
+  exit 1
+fi
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   mapfile -t targets < <(cargo +nightly fuzz list)
