@@ -40,9 +40,8 @@ cargo_target_dir() {
     | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
 }
 
-# first_line: prints the first line of its input and reads the rest. Never `| head -1` in these scripts: head
-# exits after one line, the writer gets SIGPIPE on its next write (git writes each line to a pipe separately), and
-# under pipefail that exit status 141 ends the script, at random, depending on who runs first.
+# first_line: prints the first line of its input and reads the rest, so that the writer never gets SIGPIPE; use it
+# where `head -1` would go (scripts/check-scripts.sh says why, and fails on a pipe into head).
 first_line() {
   sed -n 1p
 }
