@@ -251,9 +251,8 @@ class ZipkinSink(_Recorder):
         return [span for post in self.posts() for span in json.loads(post.body)]
 
     def spans_of(self, trace_id: str) -> list[dict[str, Any]]:
-        """Spans whose traceId is `trace_id`, a 16-digit id also matching its 32-digit zero-padded form."""
-        wanted = {trace_id, trace_id.rjust(32, "0")}
-        return [span for span in self.spans() if span.get("traceId") in wanted]
+        """Spans whose traceId is `trace_id`, in the width it was given (a 64-bit id leaves as 16 digits)."""
+        return [span for span in self.spans() if span.get("traceId") == trace_id]
 
     def wait_for_trace(self, trace_id: str, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         return self.wait_until(

@@ -66,12 +66,10 @@ def test_server_and_client_spans_chain_to_the_inbound_span(services, upstream, s
 
     forwarded = exchange.upstream.b3()
     assert forwarded == {"x-b3-traceid": trace_id, "x-b3-spanid": client["id"], "x-b3-sampled": "1"}
-    # The inbound trace id everywhere. The exporter (opentelemetry-zipkin) always writes 32 digits, so a 64-bit
-    # id leaves zero-padded; the schema allows both widths, and a Zipkin server normalises the padded form back
-    # to the 16-digit id, so the exported spans join the trace the other 64-bit participants report.
+    # The inbound trace id everywhere, in the width it arrived in: a 64-bit id as its 16 digits, which is also
+    # how a Zipkin server stores it, so the spans join the trace the other 64-bit participants report.
     for span in spans:
-        assert span["traceId"] == trace_id.rjust(32, "0")
-        assert zipkin_normalized(span["traceId"]) == trace_id
+        assert span["traceId"] == trace_id == zipkin_normalized(span["traceId"])
 
 
 def test_without_export_the_inbound_span_is_forwarded_unchanged(services, upstream):
@@ -95,7 +93,7 @@ def test_a_root_request_starts_a_trace_of_its_own(services, upstream, sink):
     assert len(trace_id) == 32 and forwarded["x-b3-sampled"] == "1"
     server, client = server_and_client(sink.wait_for_trace(trace_id, 2))
     SPAN.validate(server)
-    # The schema says a root span has no parentId (opentelemetry-zipkin writes the all-zero id; the kit drops it).
+    # The schema says a root span has no parentId.
     assert "parentId" not in server
     assert client["parentId"] == server["id"] and forwarded["x-b3-spanid"] == client["id"]
 

@@ -58,7 +58,3 @@ pub use opentelemetry;
 pub use opentelemetry_sdk;
 pub use tracing;
 pub use tracing_opentelemetry;
-// Deprecated upstream in favour of OTLP; kept because the platform's tracing takes Zipkin v2 (see telemetry::export).
-#[cfg(feature = "zipkin")]
-#[allow(deprecated)]
-pub use opentelemetry_zipkin;

@@ -1,26 +1,36 @@
 //! Span export in Zipkin v2 JSON, when `OTEL_EXPORTER_ZIPKIN_ENDPOINT` is set.
 //!
 //! Spans go through the SDK's batch processor: a bounded queue (2048 spans; when it is full, new spans are
-//! dropped, never waited for) drained by its own thread, which posts batches with a 2 s timeout. A down or slow
-//! collector therefore never slows a request and never grows memory; it only loses spans. At shutdown the queue
-//! is flushed within the time the shutdown sequence gives it.
+//! dropped, never waited for) drained by its own thread, which encodes each batch ([`zipkin`]) and posts it with
+//! a 2 s timeout. A down or slow collector therefore never slows a request and never grows memory; it only
+//! loses spans. At shutdown the queue is flushed within the time the shutdown sequence gives it.
 //!
 //! The HTTP client for the collector is built on the first export, not at startup: building it loads the TLS
 //! trust store, which would otherwise dominate the service's startup time.
 //!
-//! # A defect of opentelemetry-zipkin 0.33 worked around here
+//! # Why the kit writes Zipkin v2 itself
 //!
-//! Its span model has no `localEndpoint.serviceName` (only an address, which the kit does not set), always
-//! writes `"debug": false`, and gives a root span the all-zero `parentId` where the v2 schema wants none. Without a service name Zipkin and Jaeger file every span under an unknown service;
-//! without the debug flag a collector may drop a trace the caller forced. The kit's collector client completes
-//! each batch before posting it: it sets `localEndpoint.serviceName` to `OTEL_SERVICE_NAME`, and turns the
-//! sampler's [`DEBUG_ATTRIBUTE`](super::sampler::DEBUG_ATTRIBUTE) tag into `"debug": true`, and drops an all-zero
-//! `parentId`. This runs on the
-//! export thread, never on a request.
+//! opentelemetry-zipkin 0.33, the exporter upstream offers (and marks deprecated in favour of OTLP), gets the
+//! v2 format wrong in ways the platform's tracing (Istio with Jaeger and Zipkin) shows:
+//! - no `localEndpoint.serviceName` (its endpoint has only an address), so the collector files every span
+//!   under an unknown service;
+//! - `"debug": false` always, so a collector may drop a trace the caller forced with B3's debug flag;
+//! - a root span gets the all-zero `parentId`, where the schema wants none;
+//! - a `duration` of 0 for a sub-microsecond span, below the schema's minimum of 1;
+//! - a 64-bit trace id leaves padded to 32 digits, unlike the 16 it travels as in B3;
+//! - an `otel.library.name` tag on every span, and no redaction of span attributes.
+//!
+//! It also builds a `HashMap<String, String>` of tags and owned id strings per span before serde writes them,
+//! which cost the export thread more than every other part of a request's span together (docs/performance.md).
+//! Until 2026-11-29 the kit repaired the first three defects by rewriting the crate's output; the encoder in
+//! [`zipkin`] writes the format right in the first place, straight from the SDK's spans into the request body.
 
 use std::time::Duration;
 
 use crate::config::{ConfigError, Env};
+
+#[cfg(feature = "zipkin")]
+mod zipkin;
 
 /// Time limit of one export request to the collector.
 pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -44,9 +54,10 @@ impl ExportSettings {
             "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
             "an http:// or https:// URL such as http://zipkin:9411/api/v2/spans",
             |raw| {
-                let uri: http::Uri = raw.parse().ok()?;
-                let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
-                (scheme_ok && uri.host().is_some()).then(|| raw.to_owned())
+                // Parsed as the exporter's HTTP client will, so that what passes here can be posted to.
+                let url = reqwest::Url::parse(raw).ok()?;
+                let scheme_ok = matches!(url.scheme(), "http" | "https");
+                (scheme_ok && url.host().is_some()).then(|| raw.to_owned())
             },
         )?;
         if zipkin_endpoint.is_some() && !cfg!(feature = "zipkin") {
@@ -61,11 +72,7 @@ impl ExportSettings {
 }
 
 /// Builds the tracer provider that exports to Zipkin, or `None` when export is off.
-///
-/// opentelemetry-zipkin marks its exporter deprecated in favour of OTLP; the platform's tracing (Istio with
-/// Jaeger) takes Zipkin v2, so the kit keeps it until the platform accepts OTLP.
 #[cfg(feature = "zipkin")]
-#[allow(deprecated)]
 pub(crate) fn tracer_provider(
     settings: &ExportSettings,
     sampler: super::sampler::B3Sampler,
@@ -76,11 +83,7 @@ pub(crate) fn tracer_provider(
     let Some(endpoint) = &settings.zipkin_endpoint else {
         return Ok(None);
     };
-    let exporter = opentelemetry_zipkin::ZipkinExporter::builder()
-        .with_collector_endpoint(endpoint.clone())
-        .with_http_client(CollectorClient::new(service_name))
-        .build()
-        .map_err(|error| super::TelemetryError::Exporter(error.to_string()))?;
+    let exporter = ZipkinExporter::new(endpoint, service_name)?;
     let processor = BatchSpanProcessor::builder(exporter)
         .with_batch_config(
             BatchConfigBuilder::default()
@@ -110,183 +113,126 @@ pub(crate) fn tracer_provider(
     Ok(None)
 }
 
-// The batch processor runs exports on its own thread with a plain executor, outside any tokio runtime, so the
-// collector client is reqwest's blocking one; it is built on first use (see the module docs).
+/// Encodes each batch and posts it to the collector.
+///
+/// The batch processor calls it on its own thread with a plain executor, outside any tokio runtime, so the
+/// client is reqwest's blocking one; it is built on first use (see the module docs).
 #[cfg(feature = "zipkin")]
 #[derive(Debug)]
-struct CollectorClient {
-    /// `"localEndpoint":{"serviceName":"..."}`, the service name JSON-escaped.
-    local_endpoint: Vec<u8>,
+struct ZipkinExporter {
+    endpoint: reqwest::Url,
+    encoder: zipkin::Encoder,
     client: std::sync::OnceLock<reqwest::blocking::Client>,
 }
 
 #[cfg(feature = "zipkin")]
-impl CollectorClient {
-    fn new(service_name: &str) -> Self {
-        let name = serde_json::Value::from(service_name).to_string();
-        Self {
-            local_endpoint: format!(r#""localEndpoint":{{"serviceName":{name}}}"#).into_bytes(),
+impl ZipkinExporter {
+    fn new(endpoint: &str, service_name: &str) -> Result<Self, super::TelemetryError> {
+        let endpoint = reqwest::Url::parse(endpoint)
+            .map_err(|error| super::TelemetryError::Exporter(error.to_string()))?;
+        Ok(Self {
+            endpoint,
+            encoder: zipkin::Encoder::new(service_name),
             client: std::sync::OnceLock::new(),
-        }
+        })
     }
-}
 
-#[cfg(feature = "zipkin")]
-#[async_trait::async_trait]
-impl opentelemetry_http::HttpClient for CollectorClient {
-    async fn send_bytes(
-        &self,
-        request: http::Request<bytes::Bytes>,
-    ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
+    fn post(&self, body: Vec<u8>) -> Result<(), ExportError> {
         let client = match self.client.get() {
             Some(client) => client,
             None => {
                 let client = reqwest::blocking::Client::builder()
                     .timeout(EXPORT_TIMEOUT)
-                    .build()?;
+                    .build()
+                    .map_err(|error| ExportError::Client(causes(error)))?;
                 self.client.get_or_init(|| client)
             }
         };
-        let (parts, body) = request.into_parts();
-        let body = complete_spans(&body, &self.local_endpoint);
-        client
-            .send_bytes(http::Request::from_parts(parts, body.into()))
-            .await
+        let response = client
+            .post(self.endpoint.clone())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .map_err(|error| ExportError::Post(causes(error)))?;
+        match response.status() {
+            status if status.is_success() => Ok(()),
+            status => Err(ExportError::Status(status)),
+        }
     }
 }
 
-/// Completes a batch as opentelemetry-zipkin 0.33 serialises it (see the module docs): every span gets the
-/// service's `local_endpoint`, a root span loses its all-zero `parentId`, and a span carrying the sampler's debug
-/// tag loses the tag and gets `"debug":true`.
-///
-/// The crate writes each span with serde's derive, in a fixed field order, with an empty `localEndpoint` (the kit
-/// sets no address), and `tags` before `debug`. Editing those bytes costs a scan of the batch; parsing it into
-/// `serde_json::Value` and writing it again cost about as much as the crate's own encoding, on the core that
-/// serves requests. A quoted key can only match where it is a key: inside a JSON string its quotes are escaped.
-/// The telemetry end-to-end tests check the result against the Zipkin v2 schema.
 #[cfg(feature = "zipkin")]
-fn complete_spans(batch: &[u8], local_endpoint: &[u8]) -> Vec<u8> {
-    use memchr::memmem::Finder;
-
-    const ROOT_PARENT: &[u8] = br#""parentId":"0000000000000000","#;
-    const EMPTY_ENDPOINT: &[u8] = br#""localEndpoint":{}"#;
-    const DEBUG_OFF: &[u8] = br#""debug":false"#;
-    const DEBUG_ON: &[u8] = br#""debug":true"#;
-    let debug_tag = format!(r#""{}":"true""#, super::sampler::DEBUG_ATTRIBUTE);
-    let finders = [
-        Finder::new(ROOT_PARENT),
-        Finder::new(EMPTY_ENDPOINT),
-        Finder::new(debug_tag.as_bytes()),
-        Finder::new(DEBUG_OFF),
-    ];
-    // One pass into one buffer: batches run to hundreds of KiB, and every extra copy is a fresh allocation.
-    let find_from = |finder: &Finder, from: usize| finder.find(&batch[from..]).map(|at| from + at);
-    let mut next = finders.each_ref().map(|finder| find_from(finder, 0));
-    let mut out = Vec::with_capacity(batch.len() + batch.len() / 8);
-    let (mut copied, mut debug_pending) = (0, false);
-    while let Some((pattern, at)) = next
-        .iter()
-        .enumerate()
-        .filter_map(|(pattern, at)| at.map(|at| (pattern, at)))
-        .min_by_key(|&(_, at)| at)
-    {
-        out.extend_from_slice(&batch[copied..at]);
-        let mut end = at + finders[pattern].needle().len();
-        match pattern {
-            0 => {}
-            1 => out.extend_from_slice(local_endpoint),
-            2 => {
-                // Take the separating comma with the tag; with no other tag left, take the whole `"tags":{}`.
-                if batch.get(end) == Some(&b',') {
-                    end += 1;
-                } else if out.ends_with(b",") {
-                    out.pop();
-                } else if out.ends_with(br#","tags":{"#) && batch.get(end) == Some(&b'}') {
-                    out.truncate(out.len() - br#","tags":{"#.len());
-                    end += 1;
-                }
-                debug_pending = true;
-            }
-            _ if debug_pending => {
-                out.extend_from_slice(DEBUG_ON);
-                debug_pending = false;
-            }
-            _ => out.extend_from_slice(DEBUG_OFF),
-        }
-        copied = end;
-        for (finder, position) in finders.iter().zip(&mut next) {
-            if position.is_some_and(|position| position < copied) {
-                *position = find_from(finder, copied);
-            }
-        }
+impl opentelemetry_sdk::trace::SpanExporter for ZipkinExporter {
+    fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> impl Future<Output = opentelemetry_sdk::error::OTelSdkResult> + Send {
+        let result = self.post(self.encoder.encode(&batch)).map_err(|error| {
+            opentelemetry_sdk::error::OTelSdkError::InternalFailure(error.to_string())
+        });
+        std::future::ready(result)
     }
-    out.extend_from_slice(&batch[copied..]);
-    out
 }
 
-#[cfg(all(test, feature = "zipkin"))]
-mod tests {
-    use serde_json::json;
+/// Why a batch did not reach the collector. The SDK reports it through its own diagnostics; the texts carry no
+/// URL, which could hold credentials.
+#[cfg(feature = "zipkin")]
+#[derive(Debug, thiserror::Error)]
+enum ExportError {
+    #[error("could not build the collector client: {0}")]
+    Client(String),
+    #[error("could not post spans to the collector: {0}")]
+    Post(String),
+    #[error("the collector answered {0}")]
+    Status(reqwest::StatusCode),
+}
 
+/// The error and its causes in one line ("error sending request: connection refused"), without the URL.
+#[cfg(feature = "zipkin")]
+fn causes(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
     use super::*;
 
-    fn complete(batch: &str) -> serde_json::Result<serde_json::Value> {
-        let client = CollectorClient::new("settings \"eu\"");
-        serde_json::from_slice(&complete_spans(batch.as_bytes(), &client.local_endpoint))
-    }
-
     #[test]
-    fn spans_get_the_service_name_the_marked_ones_the_debug_flag_and_roots_no_parent() {
-        // As opentelemetry-zipkin writes them: its field order, no spaces.
-        let batch = concat!(
-            r#"[{"traceId":"a","parentId":"0000000000000000","id":"1","kind":"SERVER","localEndpoint":{},"#,
-            r#""tags":{"b3.debug":"true"},"debug":false,"shared":false},"#,
-            r#"{"traceId":"a","parentId":"00f067aa0ba902b7","id":"2","localEndpoint":{},"#,
-            r#""tags":{"http.route":"/","b3.debug":"true","server.address":"x"},"debug":false,"shared":false},"#,
-            r#"{"traceId":"b","parentId":"00f067aa0ba902b7","id":"3","localEndpoint":{},"#,
-            r#""tags":{"http.route":"/"},"debug":false,"shared":false}]"#,
-        );
-        let name = json!({"serviceName": "settings \"eu\""});
+    fn the_endpoint_must_be_an_http_url_with_a_host() {
+        let endpoint = "http://zipkin.istio-system:9411/api/v2/spans";
+        let settings = ExportSettings::from_env(&Env::from_pairs([(
+            "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
+            endpoint,
+        )]));
         assert_eq!(
-            complete(batch).unwrap(),
-            json!([
-                {"traceId": "a", "id": "1", "kind": "SERVER", "localEndpoint": name, "debug": true,
-                 "shared": false},
-                {"traceId": "a", "parentId": "00f067aa0ba902b7", "id": "2", "localEndpoint": name,
-                 "tags": {"http.route": "/", "server.address": "x"}, "debug": true, "shared": false},
-                {"traceId": "b", "parentId": "00f067aa0ba902b7", "id": "3", "localEndpoint": name,
-                 "tags": {"http.route": "/"}, "debug": false, "shared": false},
-            ])
+            settings.ok().and_then(|s| s.zipkin_endpoint).as_deref(),
+            Some(endpoint)
         );
-    }
-
-    #[test]
-    fn the_debug_tag_is_removed_wherever_it_stands_among_the_tags() {
-        for tags in [
-            r#"{"b3.debug":"true","a":"1","b":"2"}"#,
-            r#"{"a":"1","b3.debug":"true","b":"2"}"#,
-            r#"{"a":"1","b":"2","b3.debug":"true"}"#,
+        for bad in [
+            "zipkin:9411",
+            "ftp://zipkin/api",
+            "http://",
+            "http://zip kin/api",
+            "/api/v2/spans",
         ] {
-            let batch = format!(
-                r#"[{{"id":"1","localEndpoint":{{}},"tags":{tags},"debug":false,"shared":false}}]"#
+            let error = ExportSettings::from_env(&Env::from_pairs([(
+                "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
+                bad,
+            )]))
+            .unwrap_err();
+            assert_eq!(error.variable(), "OTEL_EXPORTER_ZIPKIN_ENDPOINT", "{bad}");
+            assert!(
+                error.to_string().contains("an http:// or https:// URL"),
+                "{error}"
             );
-            let completed: serde_json::Value =
-                serde_json::from_slice(&complete_spans(batch.as_bytes(), b"\"localEndpoint\":{}"))
-                    .unwrap();
-            assert_eq!(completed[0]["tags"], json!({"a": "1", "b": "2"}), "{tags}");
-            assert_eq!(completed[0]["debug"], true, "{tags}");
         }
-    }
-
-    #[test]
-    fn quoted_patterns_inside_string_values_are_left_alone() {
-        let note =
-            r#"\"b3.debug\":\"true\" \"localEndpoint\":{} \"parentId\":\"0000000000000000\","#;
-        let batch = format!(
-            r#"[{{"id":"1","localEndpoint":{{}},"tags":{{"note":"{note}"}},"debug":false,"shared":false}}]"#
-        );
-        let completed = complete(&batch).unwrap();
-        assert_eq!(completed[0]["tags"]["note"], note.replace('\\', ""));
-        assert_eq!(completed[0]["debug"], false);
     }
 }

@@ -26,6 +26,7 @@ use crate::config::{ConfigError, Env, ServiceIdentity};
 pub mod b3;
 pub mod context;
 pub mod export;
+mod json;
 pub mod log;
 pub mod redact;
 pub mod request;

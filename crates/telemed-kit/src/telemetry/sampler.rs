@@ -46,8 +46,8 @@ use crate::config::{ConfigError, Env};
 
 /// The attribute that marks a span of a B3 debug trace (`X-B3-Flags: 1`, `b3: ...-d`).
 ///
-/// OpenTelemetry's span has no debug flag and opentelemetry-zipkin always writes `"debug": false`; the exporter
-/// turns this attribute into Zipkin's `"debug": true` and removes it from the tags.
+/// OpenTelemetry's span has no debug flag; the exporter turns this attribute into Zipkin's `"debug": true` and
+/// leaves it out of the tags.
 pub const DEBUG_ATTRIBUTE: &str = "b3.debug";
 
 /// Sampler settings.
