@@ -91,20 +91,28 @@ struct TelemetryInner {
     propagator: B3Propagator,
     tracer: Option<SdkTracer>,
     metrics: Metrics,
+    /// Access-log lines go straight to the JSON writer; `None` logs them as `tracing` events.
+    access_log: Option<log::AccessLog>,
 }
 
 impl Telemetry {
     /// Propagation only, no export and no metrics: for tests and tools.
     pub fn propagation_only(inject: B3Inject) -> Self {
-        Self::new(inject, None, Metrics::disabled())
+        Self::new(inject, None, Metrics::disabled(), None)
     }
 
-    fn new(inject: B3Inject, tracer: Option<SdkTracer>, metrics: Metrics) -> Self {
+    fn new(
+        inject: B3Inject,
+        tracer: Option<SdkTracer>,
+        metrics: Metrics,
+        access_log: Option<log::AccessLog>,
+    ) -> Self {
         Self {
             inner: Arc::new(TelemetryInner {
                 propagator: B3Propagator::new(inject),
                 tracer,
                 metrics,
+                access_log,
             }),
         }
     }
@@ -169,7 +177,11 @@ pub fn init(
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
 
-    let (log_layer, log) = log::layer(&settings.log, service)?;
+    let log::Installation {
+        layer: log_layer,
+        guard: log,
+        access,
+    } = log::layer(&settings.log, service)?;
     let sampler = sampler::B3Sampler::new(&settings.sampler);
     let spans = export::tracer_provider(&settings.export, sampler, &service.name)?;
     let tracer = spans.as_ref().map(|provider| {
@@ -191,7 +203,7 @@ pub fn init(
     Ok(TelemetryGuard {
         log,
         spans,
-        telemetry: Telemetry::new(settings.b3_inject, tracer, metrics),
+        telemetry: Telemetry::new(settings.b3_inject, tracer, metrics, access),
     })
 }
 

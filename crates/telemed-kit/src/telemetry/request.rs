@@ -34,6 +34,7 @@ use tower::{Layer, Service};
 use super::Telemetry;
 use super::b3::trace_id_text;
 use super::context::{self, RequestContext, X_REQUEST_ID};
+use super::log::{ACCESS_TARGET, AccessLine, AccessLog, EventType, Severity};
 use crate::health::is_probe_path;
 use crate::metrics::{Label, METRICS_PATH};
 
@@ -110,6 +111,7 @@ where
         let method = request.method().clone();
         let standard = standard_method(&method);
         let metrics = self.telemetry.inner.metrics.clone();
+        let access = self.telemetry.inner.access_log.clone();
         let in_flight = if quiet {
             None
         } else {
@@ -191,6 +193,7 @@ where
                 }
                 if !quiet || status >= 400 {
                     access_log(
+                        access.as_ref(),
                         &method,
                         route.as_str(),
                         status,
@@ -285,6 +288,7 @@ impl RouteNames {
 }
 
 fn access_log(
+    direct: Option<&AccessLog>,
     method: &http::Method,
     route: &str,
     status: u16,
@@ -299,27 +303,46 @@ fn access_log(
         .unwrap_or("");
     let request_id = context.request_id().unwrap_or("");
     let method = method.as_str();
-    // tracing needs the level as a constant at each call site, hence one call per level.
+    // tracing needs the level as a constant at each call site, hence one expansion per level. Both branches
+    // write the same line; see `log::AccessLog`.
     macro_rules! access_event {
-        ($level:expr, $kind:literal, $body:literal) => {
-            tracing::event!(
-                target: "access",
-                $level,
-                r#type = $kind,
-                http_method = method,
-                uri_path = route,
-                status,
-                duration,
-                http_user_agent = user_agent,
-                request_id,
-                $body
-            )
+        ($level:expr, $kind:ident, $body:literal) => {
+            match direct {
+                Some(direct) => {
+                    if tracing::event_enabled!(target: ACCESS_TARGET, $level) {
+                        direct.write(&AccessLine {
+                            severity: Severity::from_level($level),
+                            kind: EventType::$kind,
+                            body: $body,
+                            trace_id: context.trace_id(),
+                            http_method: method,
+                            uri_path: route,
+                            status,
+                            duration,
+                            http_user_agent: user_agent,
+                            request_id,
+                        });
+                    }
+                }
+                None => tracing::event!(
+                    target: ACCESS_TARGET,
+                    $level,
+                    r#type = EventType::$kind.as_str(),
+                    http_method = method,
+                    uri_path = route,
+                    status,
+                    duration,
+                    http_user_agent = user_agent,
+                    request_id,
+                    $body
+                ),
+            }
         };
     }
     match status {
-        500.. => access_event!(tracing::Level::ERROR, "event", "request failed"),
-        400..=499 => access_event!(tracing::Level::WARN, "alert", "request rejected"),
-        _ => access_event!(tracing::Level::INFO, "event", "request"),
+        500.. => access_event!(tracing::Level::ERROR, Event, "request failed"),
+        400..=499 => access_event!(tracing::Level::WARN, Alert, "request rejected"),
+        _ => access_event!(tracing::Level::INFO, Event, "request"),
     }
 }
 
@@ -344,7 +367,119 @@ fn rand_u128() -> u128 {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use tracing_subscriber::layer::SubscriberExt as _;
+
     use super::*;
+    use crate::telemetry::b3::TraceIdText;
+    use crate::telemetry::log::{JsonLayer, QueueLimits, non_blocking};
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Capture {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The lines `access_log` writes for one request through `tracing` and the JSON layer, then directly,
+    /// under the `LOG_LEVEL` directives `filter`.
+    fn both_ways(
+        filter: &str,
+        method: &Method,
+        status: u16,
+        user_agent: &str,
+    ) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        let capture = Capture::default();
+        let (writer, guard) =
+            non_blocking("settings", capture.clone(), QueueLimits::default()).unwrap();
+        let direct = AccessLog::new(writer.clone());
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::EnvFilter::new(filter))
+            .with(JsonLayer::new(writer));
+        let trace_id = opentelemetry::trace::TraceId::from_hex("00f067aa0ba902b7").unwrap();
+        let context = Arc::new(RequestContext {
+            trace_id: Some(TraceIdText::new(trace_id, true)),
+            request_id: Some(HeaderValue::from_static("req-0101901234")),
+            ..RequestContext::default()
+        });
+        let user_agent = HeaderValue::from_str(user_agent).unwrap();
+        let started = Instant::now();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        // As in a request: the context is current, so the layer finds the trace id where the line's `id` comes from.
+        tracing::subscriber::with_default(subscriber, || {
+            runtime.block_on(context::scope(context.clone(), async {
+                for way in [None, Some(&direct)] {
+                    access_log(
+                        way,
+                        method,
+                        "/settings/{key}",
+                        status,
+                        started,
+                        Some(&user_agent),
+                        &context,
+                    );
+                }
+            }))
+        });
+        assert!(guard.flush(Duration::from_secs(10)));
+        let output = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        output
+            .lines()
+            .map(|line| match serde_json::from_str(line) {
+                Ok(serde_json::Value::Object(mut object)) => {
+                    // Written a moment apart; everything else must match, key order included.
+                    assert!(object.remove("time").is_some_and(|time| time.is_string()));
+                    assert!(object.remove("duration").is_some_and(|ms| ms.is_f64()));
+                    object
+                }
+                _ => panic!("not a JSON object: {line}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_direct_access_line_is_the_line_the_json_layer_writes() {
+        let purge = Method::from_bytes(b"PURGE").unwrap_or_default();
+        for (method, status, user_agent) in [
+            (Method::GET, 200, "curl/8.5"),
+            (Method::PUT, 404, "probe \"quoted\" 010190-1234"),
+            (purge, 503, "Bearer abc.def"),
+        ] {
+            let lines = both_ways("info", &method, status, user_agent);
+            assert_eq!(lines.len(), 2, "{lines:?}");
+            assert_eq!(lines[0], lines[1]);
+            let keys = |line: &serde_json::Map<_, _>| line.keys().cloned().collect::<Vec<String>>();
+            assert_eq!(keys(&lines[0]), keys(&lines[1]));
+            assert_eq!(lines[0]["id"], "00f067aa0ba902b7");
+            assert_eq!(lines[0]["status"], status);
+            let text = serde_json::Value::from(lines[0].clone()).to_string();
+            for secret in ["0101901234", "010190-1234", "abc.def"] {
+                assert!(!text.contains(secret), "{secret} in {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_direct_access_line_obeys_the_log_level() {
+        assert!(both_ways("info,access=off", &Method::GET, 200, "x").is_empty());
+        assert!(both_ways("warn", &Method::GET, 200, "x").is_empty());
+        let rejected = both_ways("warn", &Method::GET, 404, "x");
+        assert_eq!(rejected.len(), 2);
+        assert_eq!(rejected[0]["severity"], "medium");
+        assert_eq!(rejected[0]["type"], "alert");
+    }
 
     #[test]
     fn an_interned_route_builds_each_span_name_once() {

@@ -77,6 +77,7 @@ use tracing_subscriber::registry::LookupSpan;
 use super::TelemetryError;
 use crate::config::ServiceIdentity;
 
+mod access;
 mod format;
 mod layer;
 mod macros;
@@ -87,6 +88,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use access::{AccessLine, AccessLog, TARGET as ACCESS_TARGET};
 pub use format::{EventType, Severity};
 pub use layer::JsonLayer;
 pub use settings::{LogFormat, LogSettings};
@@ -101,22 +103,35 @@ pub fn dropped() -> DropCounts {
 }
 
 /// The log layer for `settings.format`, writing to stdout through a new writer thread, and its guard.
-///
-/// The caller installs the layer (behind `settings.filter()`) and then calls [`installed`].
+pub(crate) struct Installation<S> {
+    /// The caller installs it (behind `settings.filter()`) and then calls [`installed`].
+    pub(crate) layer: Box<dyn Layer<S> + Send + Sync>,
+    pub(crate) guard: LogGuard,
+    /// The direct writer for access-log lines, with the JSON format.
+    pub(crate) access: Option<AccessLog>,
+}
+
 pub(crate) fn layer<S>(
     settings: &LogSettings,
     service: &ServiceIdentity,
-) -> Result<(Box<dyn Layer<S> + Send + Sync>, LogGuard), TelemetryError>
+) -> Result<Installation<S>, TelemetryError>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     let (writer, guard) = non_blocking(&service.name, std::io::stdout(), QueueLimits::default())
         .map_err(TelemetryError::WriterThread)?;
-    let layer: Box<dyn Layer<S> + Send + Sync> = match settings.format {
-        LogFormat::Json => Box::new(JsonLayer::new(writer)),
-        LogFormat::Pretty => Box::new(pretty::layer(writer)),
+    let (layer, access): (Box<dyn Layer<S> + Send + Sync>, _) = match settings.format {
+        LogFormat::Json => (
+            Box::new(JsonLayer::new(writer.clone())),
+            Some(AccessLog::new(writer)),
+        ),
+        LogFormat::Pretty => (Box::new(pretty::layer(writer)), None),
     };
-    Ok((layer, guard))
+    Ok(Installation {
+        layer,
+        guard,
+        access,
+    })
 }
 
 /// Records `guard` as the global writer once its layer is installed, for [`dropped`].
