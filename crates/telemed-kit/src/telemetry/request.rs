@@ -125,13 +125,17 @@ where
             .extract_from_headers(&opentelemetry::Context::new(), request.headers());
         let otel = match &self.telemetry.inner.tracer {
             Some(tracer) if !quiet => {
+                // Room for the status code added at the end, so that the span's attributes allocate once.
+                let mut attributes = Vec::with_capacity(3);
+                attributes.push(KeyValue::new(
+                    "http.request.method",
+                    method_value(&method, standard),
+                ));
+                attributes.push(KeyValue::new("http.route", Arc::clone(&names.template)));
                 let span = tracer
                     .span_builder(names.span_name(&method, standard))
                     .with_kind(SpanKind::Server)
-                    .with_attributes([
-                        KeyValue::new("http.request.method", method_value(&method, standard)),
-                        KeyValue::new("http.route", Arc::clone(&names.template)),
-                    ])
+                    .with_attributes(attributes)
                     .start_with_context(tracer, &inbound);
                 inbound.with_span(span)
             }

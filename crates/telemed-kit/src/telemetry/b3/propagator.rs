@@ -27,6 +27,16 @@ const NAMES: [&str; 6] = [
 
 static FIELDS: LazyLock<[String; 6]> = LazyLock::new(|| NAMES.map(str::to_owned));
 
+/// [`NAMES`] as header names: a `HeaderMap` lookup by `&str` parses the name first, six times a request.
+static HEADER_NAMES: [http::HeaderName; 6] = [
+    http::HeaderName::from_static(B3),
+    http::HeaderName::from_static(X_B3_TRACE_ID),
+    http::HeaderName::from_static(X_B3_SPAN_ID),
+    http::HeaderName::from_static(X_B3_PARENT_SPAN_ID),
+    http::HeaderName::from_static(X_B3_SAMPLED),
+    http::HeaderName::from_static(X_B3_FLAGS),
+];
+
 /// Which encoding [`B3Propagator`] writes on outbound requests. Extraction always reads both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum B3Inject {
@@ -121,9 +131,15 @@ impl B3Propagator {
     /// Extracts from an HTTP header map without allocating; a value that is not visible ASCII is malformed
     /// rather than absent, which the [`Extractor`] interface cannot express.
     pub fn extract_from_headers(&self, cx: &Context, headers: &http::HeaderMap) -> Context {
-        self.extract_from(cx, |name| match headers.get(name) {
-            None => Lookup::Absent,
-            Some(value) => value.to_str().map_or(Lookup::Unreadable, Lookup::Value),
+        self.extract_from(cx, |name| {
+            let value = NAMES
+                .iter()
+                .position(|known| *known == name)
+                .and_then(|index| headers.get(&HEADER_NAMES[index]));
+            match value {
+                None => Lookup::Absent,
+                Some(value) => value.to_str().map_or(Lookup::Unreadable, Lookup::Value),
+            }
         })
     }
 
