@@ -258,15 +258,19 @@ impl Metrics {
 
     /// Counts a request on `route` as in flight until the returned guard is dropped.
     pub fn request_started(&self, route: &Label) -> Option<InFlight> {
-        let instruments = self.inner.as_ref()?;
-        let labels = InFlightLabels {
-            route: route.clone(),
-        };
-        instruments.server_in_flight.get_or_create(&labels).inc();
-        Some(InFlight {
-            instruments: Arc::clone(instruments),
-            labels,
-        })
+        self.route_in_flight(route).start()
+    }
+
+    /// The in-flight gauge of `route`, for a caller that counts many requests on the same route.
+    pub fn route_in_flight(&self, route: &Label) -> RouteInFlight {
+        RouteInFlight(self.inner.as_ref().map(|instruments| {
+            instruments
+                .server_in_flight
+                .get_or_create(&InFlightLabels {
+                    route: route.clone(),
+                })
+                .clone()
+        }))
     }
 
     /// Records an answered request.
@@ -372,12 +376,28 @@ impl Metrics {
     }
 }
 
+/// The `http_server_requests_in_flight` gauge of one route, looked up once ([`Metrics::route_in_flight`]): the
+/// request layer keeps one per route, so that a request counts itself in and out without hashing its route
+/// into the gauge family each time.
+#[derive(Debug, Clone, Default)]
+pub struct RouteInFlight(Option<Gauge>);
+
+impl RouteInFlight {
+    /// Counts a request as in flight until the returned guard is dropped; `None` when metrics are off.
+    pub fn start(&self) -> Option<InFlight> {
+        let gauge = self.0.as_ref()?;
+        gauge.inc();
+        Some(InFlight {
+            gauge: gauge.clone(),
+        })
+    }
+}
+
 /// Keeps a request counted in `http_server_requests_in_flight` until dropped (also when the request is
 /// cancelled or panics).
 #[derive(Debug)]
 pub struct InFlight {
-    instruments: Arc<Instruments>,
-    labels: InFlightLabels,
+    gauge: Gauge,
 }
 
 impl std::fmt::Debug for Instruments {
@@ -388,10 +408,7 @@ impl std::fmt::Debug for Instruments {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.instruments
-            .server_in_flight
-            .get_or_create(&self.labels)
-            .dec();
+        self.gauge.dec();
     }
 }
 
@@ -555,7 +572,14 @@ mod tests {
                 .encode()
                 .contains("http_server_requests_in_flight{route=\"/settings/{key}\"} 1")
         );
-        drop(in_flight);
+        let kept = metrics.route_in_flight(&route);
+        let second = kept.start();
+        assert!(
+            metrics
+                .encode()
+                .contains("http_server_requests_in_flight{route=\"/settings/{key}\"} 2")
+        );
+        drop((in_flight, second));
         metrics.request_finished(&get, &route, 200, Duration::from_millis(3));
         metrics.request_finished(&get, &route, 204, Duration::from_millis(3));
         metrics.request_finished(&get, &route, 503, Duration::from_millis(3));
@@ -584,6 +608,7 @@ mod tests {
     fn disabled_metrics_record_and_serve_nothing() {
         let metrics = Metrics::disabled();
         assert!(metrics.request_started(&Label::new("/")).is_none());
+        assert!(metrics.route_in_flight(&Label::new("/")).start().is_none());
         metrics.request_finished(&Label::new("GET"), &Label::new("/"), 200, Duration::ZERO);
         assert_eq!(metrics.encode(), "");
         assert_eq!(metrics.response().status(), StatusCode::NOT_FOUND);
