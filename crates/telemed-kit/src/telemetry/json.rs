@@ -59,36 +59,9 @@ pub(crate) fn string(buf: &mut Vec<u8>, text: &str) {
     buf.push(b'"');
 }
 
-/// Appends an unsigned integer.
-pub(crate) fn unsigned(buf: &mut Vec<u8>, value: u128) {
-    let mut digits = [0u8; 39];
-    let mut at = digits.len();
-    // 128-bit division is several times slower than 64-bit, and almost every logged number fits in 64 bits.
-    let mut rest = value;
-    while rest > u128::from(u64::MAX) {
-        at -= 1;
-        // `rest % 10` is below 10, so the cast cannot truncate.
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-    }
-    let mut rest = u64::try_from(rest).unwrap_or_default();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    buf.extend_from_slice(&digits[at..]);
-}
-
-/// Appends a signed integer.
-pub(crate) fn signed(buf: &mut Vec<u8>, value: i128) {
-    if value < 0 {
-        buf.push(b'-');
-    }
-    unsigned(buf, value.unsigned_abs());
+/// Appends an integer.
+pub(crate) fn integer<I: itoa::Integer>(buf: &mut Vec<u8>, value: I) {
+    buf.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
 #[cfg(test)]
@@ -116,21 +89,17 @@ mod tests {
 
     #[test]
     fn integers_are_written_exactly() {
-        for value in [
-            0i128,
-            7,
-            -7,
-            1_234_567_890,
-            i128::from(i64::MIN),
-            i128::MIN,
-            i128::MAX,
-        ] {
+        for value in [0i128, 7, -7, 1_234_567_890, i128::MIN, i128::MAX] {
             let mut buf = Vec::new();
-            signed(&mut buf, value);
+            integer(&mut buf, value);
             assert_eq!(String::from_utf8(buf).unwrap(), value.to_string());
         }
         let mut buf = Vec::new();
-        unsigned(&mut buf, u128::MAX);
-        assert_eq!(String::from_utf8(buf).unwrap(), u128::MAX.to_string());
+        integer(&mut buf, u128::MAX);
+        integer(&mut buf, u16::MAX);
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            format!("{}{}", u128::MAX, u16::MAX)
+        );
     }
 }

@@ -88,13 +88,13 @@ impl Encoder {
         out.extend_from_slice(br#","name":"#);
         json::string(out, &redact(&span.name));
         out.extend_from_slice(br#","timestamp":"#);
-        json::unsigned(out, micros_since_epoch(span.start_time));
+        json::integer(out, micros_since_epoch(span.start_time));
         out.extend_from_slice(br#","duration":"#);
         let duration = span
             .end_time
             .duration_since(span.start_time)
             .unwrap_or_default();
-        json::unsigned(out, duration.as_micros().max(1));
+        json::integer(out, duration.as_micros().max(1));
         out.push(b',');
         out.extend_from_slice(&self.local_endpoint);
         annotations(out, span);
@@ -127,7 +127,7 @@ fn annotations(out: &mut Vec<u8>, span: &SpanData) {
             out.push(b',');
         }
         out.extend_from_slice(br#"{"timestamp":"#);
-        json::unsigned(out, micros_since_epoch(event.timestamp));
+        json::integer(out, micros_since_epoch(event.timestamp));
         out.extend_from_slice(br#","value":"#);
         json::string(out, &redact(&event.name));
         out.push(b'}');
@@ -151,8 +151,12 @@ fn tags(out: &mut Vec<u8>, scratch: &mut String, span: &SpanData) -> bool {
             DEBUG_ATTRIBUTE => debug = matches!(value, Value::Bool(true)),
             "error" => {}
             key => {
+                let mut digits = itoa::Buffer::new();
                 let text = match value {
                     Value::String(text) => text.as_str(),
+                    Value::I64(number) => digits.format(*number),
+                    Value::Bool(true) => "true",
+                    Value::Bool(false) => "false",
                     other => {
                         scratch.clear();
                         // Writing into a String cannot fail.
@@ -184,12 +188,15 @@ fn micros_since_epoch(time: SystemTime) -> u128 {
         .as_micros()
 }
 
+/// Appends up to 16 bytes as lowercase hex digits.
 fn hex(out: &mut Vec<u8>, bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for byte in bytes {
-        out.push(DIGITS[usize::from(byte >> 4)]);
-        out.push(DIGITS[usize::from(byte & 0xf)]);
+    let mut text = [0u8; 32];
+    for (pair, byte) in text.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0xf)];
     }
+    out.extend_from_slice(&text[..2 * bytes.len().min(16)]);
 }
 
 #[cfg(test)]

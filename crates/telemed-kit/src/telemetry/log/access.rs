@@ -88,7 +88,7 @@ impl AccessLog {
         text(buf, "http_method", line.http_method);
         text(buf, "uri_path", line.uri_path);
         buf.extend_from_slice(br#","status":"#);
-        format::unsigned(buf, line.status.into());
+        format::integer(buf, line.status);
         buf.extend_from_slice(br#","duration":"#);
         if line.duration.is_finite() {
             // Writing into a Vec cannot fail; see `JsonLayer` for why `Display` gives a JSON number.

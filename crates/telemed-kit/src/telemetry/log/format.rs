@@ -5,7 +5,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub(crate) use crate::telemetry::json::{escape, signed, string, unsigned};
+pub(crate) use crate::telemetry::json::{escape, integer, string};
 
 /// The `severity` of a line, from least to most severe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -269,8 +269,8 @@ impl Fields<'_> {
                 }
                 self.extra.push(b'"');
             }
-            Value::Signed(number) => format::signed(self.extra, number),
-            Value::Unsigned(number) => format::unsigned(self.extra, number),
+            Value::Signed(number) => format::integer(self.extra, number),
+            Value::Unsigned(number) => format::integer(self.extra, number),
             Value::Bool(true) => self.extra.extend_from_slice(b"true"),
             Value::Bool(false) => self.extra.extend_from_slice(b"false"),
             // `Display` for a finite f64 is the shortest text that reads back exactly, without an exponent:

@@ -396,7 +396,7 @@ fn drop_report(buf: &mut Vec<u8>, clock: &mut Clock, app: &[u8], unreported: [u6
     let total: u64 = unreported.iter().sum();
     let mut body = Vec::with_capacity(48);
     body.extend_from_slice(b"dropped ");
-    format::unsigned(&mut body, u128::from(total));
+    format::integer(&mut body, total);
     body.extend_from_slice(b" log lines under overload");
     format::begin_line(
         buf,
@@ -415,7 +415,7 @@ fn drop_report(buf: &mut Vec<u8>, clock: &mut Clock, app: &[u8], unreported: [u6
         buf.extend_from_slice(b",\"dropped_");
         buf.extend_from_slice(severity.as_str().as_bytes());
         buf.extend_from_slice(b"\":");
-        format::unsigned(buf, u128::from(unreported[severity.index()]));
+        format::integer(buf, unreported[severity.index()]);
     }
     format::end_line(buf);
 }
