@@ -319,7 +319,7 @@ fn a_silent_zipkin_collector_costs_spans_not_latency() {
     );
     assert_eq!(put_setting(&service, "traced", "v", None).status, 201);
 
-    // Spans are exported every 5 s, or as soon as 512 wait: requests until the exporter connects.
+    // Spans are exported every 5 s, or as soon as 128 wait: requests until the exporter connects.
     let deadline = Instant::now() + WAIT;
     while collector.events.try_recv() != Ok(true) {
         read_within_a_second(&service);

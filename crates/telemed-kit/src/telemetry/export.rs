@@ -1,8 +1,8 @@
 //! Span export in Zipkin v2 JSON, when `OTEL_EXPORTER_ZIPKIN_ENDPOINT` is set.
 //!
 //! Spans go through the SDK's batch processor: a bounded queue (2048 spans; when it is full, new spans are
-//! dropped, never waited for) drained by its own thread, which encodes each batch ([`zipkin`]) and posts it with
-//! a 2 s timeout. A down or slow collector therefore never slows a request and never grows memory; it only
+//! dropped, never waited for) drained by its own thread, which encodes each batch of up to 128 spans
+//! ([`zipkin`]) and posts it with a 2 s timeout. A down or slow collector therefore never slows a request and never grows memory; it only
 //! loses spans. At shutdown the queue is flushed within the time the shutdown sequence gives it.
 //!
 //! The HTTP client for the collector is built on the first export, not at startup: building it loads the TLS
@@ -36,6 +36,10 @@ mod zipkin;
 pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Spans waiting for export at most; more are dropped.
 pub const MAX_QUEUED_SPANS: usize = 2048;
+/// Spans per post to the collector. The SDK's default of 512 makes the export thread's work come in bursts
+/// long enough to hold up requests on a shared core (docs/performance.md); with 128, four times as many
+/// posts cost less than those bursts did.
+pub const EXPORT_BATCH_SIZE: usize = 128;
 
 /// Export settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -88,6 +92,7 @@ pub(crate) fn tracer_provider(
         .with_batch_config(
             BatchConfigBuilder::default()
                 .with_max_queue_size(MAX_QUEUED_SPANS)
+                .with_max_export_batch_size(EXPORT_BATCH_SIZE)
                 .build(),
         )
         .build();
