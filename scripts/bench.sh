@@ -6,22 +6,25 @@
 #
 #   scripts/bench.sh [--write-doc] [run.py options: --rounds 5 --duration 10 --connections 64 ...]
 #   scripts/bench.sh --smoke          # seconds: checks the machinery only, figures meaningless
+#   scripts/bench.sh --instructions   # instructions per request under callgrind instead (deterministic)
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 cd "$ROOT"
 
 write_doc=false
+instructions=false
 args=()
 for arg in "$@"; do
   case "$arg" in
     --write-doc) write_doc=true ;;
+    --instructions) instructions=true ;;
     --smoke) args+=(--rounds 1 --duration 1 --warmup 1 --startup-runs 3 --idle 0.2 --settle 0.5) ;;
     *) args+=("$arg") ;;
   esac
 done
 
 step "tools"
-ensure_apt wrk util-linux
+ensure_apt wrk util-linux valgrind
 python=$(command -v python3)
 
 step "build reference-service (release)"
@@ -44,6 +47,12 @@ if differ:
     sys.exit(f"bare axum resolved other versions than the workspace: {differ}")
 print("same versions of " + ", ".join(sorted(n + " " + v for n, v in bare if n in stack)))
 PY
+
+if $instructions; then
+  step "instructions per request (callgrind)"
+  exec "$python" scripts/bench/instructions.py --kit "$target_dir/release/reference-service" \
+    --bare "$target_dir/release/bare-axum" "${args[@]+"${args[@]}"}"
+fi
 
 step "benchmark"
 report=$(mktemp)
