@@ -303,7 +303,10 @@ fn access_log(
     context: &RequestContext,
 ) {
     // Milliseconds with microsecond precision: CIM's unit, without float noise in the line.
-    let duration = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0;
+    let duration_micros =
+        u64::try_from((started.elapsed().as_nanos() + 500) / 1000).unwrap_or(u64::MAX);
+    // Exact below 2^53 µs (285 years).
+    let duration = duration_micros as f64 / 1000.0;
     let user_agent = user_agent
         .and_then(|value| value.to_str().ok())
         .unwrap_or("");
@@ -324,7 +327,7 @@ fn access_log(
                             http_method: method,
                             uri_path: route,
                             status,
-                            duration,
+                            duration_micros,
                             http_user_agent: user_agent,
                             request_id,
                         });

@@ -8,7 +8,6 @@
 //! `LOG_FORMAT=pretty` the request layer logs through `tracing` as any other event.
 
 use std::cell::RefCell;
-use std::io::Write as _;
 use std::time::SystemTime;
 
 use super::format::{self, Clock, EventType, Header, Severity};
@@ -29,8 +28,8 @@ pub(crate) struct AccessLine<'a> {
     pub(crate) http_method: &'a str,
     pub(crate) uri_path: &'a str,
     pub(crate) status: u16,
-    /// Milliseconds.
-    pub(crate) duration: f64,
+    /// Time to the response, in microseconds; the line gives milliseconds.
+    pub(crate) duration_micros: u64,
     pub(crate) http_user_agent: &'a str,
     pub(crate) request_id: &'a str,
 }
@@ -90,15 +89,30 @@ impl AccessLog {
         buf.extend_from_slice(br#","status":"#);
         format::integer(buf, line.status);
         buf.extend_from_slice(br#","duration":"#);
-        if line.duration.is_finite() {
-            // Writing into a Vec cannot fail; see `JsonLayer` for why `Display` gives a JSON number.
-            let _ = write!(buf, "{}", line.duration);
-        } else {
-            let _ = write!(buf, "\"{}\"", line.duration);
-        }
+        milliseconds(buf, line.duration_micros);
         text(buf, "http_user_agent", line.http_user_agent);
         text(buf, "request_id", line.request_id);
         format::end_line(buf);
+    }
+}
+
+/// Appends `micros` as milliseconds, the way `Display` writes the `f64` `micros / 1000` (what `JsonLayer` writes
+/// for the same field): up to three decimals, no trailing zeros, no point for a whole number.
+fn milliseconds(buf: &mut Vec<u8>, micros: u64) {
+    format::integer(buf, micros / 1000);
+    let fraction = micros % 1000;
+    if fraction != 0 {
+        // Each digit is below 10, so the casts cannot truncate.
+        let digits = [
+            b'0' + (fraction / 100) as u8,
+            b'0' + (fraction / 10 % 10) as u8,
+            b'0' + (fraction % 10) as u8,
+        ];
+        let significant = 3
+            - usize::from(fraction.is_multiple_of(10))
+            - usize::from(fraction.is_multiple_of(100));
+        buf.push(b'.');
+        buf.extend_from_slice(&digits[..significant]);
     }
 }
 
@@ -108,4 +122,33 @@ fn text(buf: &mut Vec<u8>, key: &str, value: &str) {
     buf.extend_from_slice(key.as_bytes());
     buf.extend_from_slice(b"\":");
     format::string(buf, &redact(value));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn milliseconds_read_as_the_float_display_writes_them() {
+        let samples = (0..20_000)
+            .chain([
+                999_999,
+                1_000_000,
+                1_234_500,
+                86_400_000_123,
+                u64::from(u32::MAX),
+            ])
+            .chain(
+                (0..64)
+                    .map(|shift| 1u64 << shift)
+                    .filter(|micros| *micros < 1 << 53),
+            );
+        for micros in samples {
+            let mut buf = Vec::new();
+            milliseconds(&mut buf, micros);
+            // Exact below 2^53: the f64 is the closest to micros / 1000, whose shortest form is that decimal.
+            let expected = (micros as f64 / 1000.0).to_string();
+            assert_eq!(String::from_utf8_lossy(&buf), expected, "{micros}");
+        }
+    }
 }
