@@ -2,8 +2,9 @@
 //!
 //! Spans go through the SDK's batch processor: a bounded queue (2048 spans; when it is full, new spans are
 //! dropped, never waited for) drained by its own thread, which encodes each batch of up to 128 spans
-//! ([`zipkin`]) and posts it with a 2 s timeout. A down or slow collector therefore never slows a request and never grows memory; it only
-//! loses spans. At shutdown the queue is flushed within the time the shutdown sequence gives it.
+//! (`export::zipkin`) and posts it with a 2 s timeout. A down or slow collector therefore never slows a
+//! request and never grows memory; it only loses spans. At shutdown the queue is flushed within the time the
+//! shutdown sequence gives it.
 //!
 //! The HTTP client for the collector is built on the first export, not at startup: building it loads the TLS
 //! trust store, which would otherwise dominate the service's startup time.
@@ -21,9 +22,10 @@
 //! - an `otel.library.name` tag on every span, and no redaction of span attributes.
 //!
 //! It also builds a `HashMap<String, String>` of tags and owned id strings per span before serde writes them,
-//! which cost the export thread more than every other part of a request's span together (docs/performance.md).
-//! Until 2026-11-29 the kit repaired the first three defects by rewriting the crate's output; the encoder in
-//! [`zipkin`] writes the format right in the first place, straight from the SDK's spans into the request body.
+//! which cost the export thread more than every other part of a request's span together
+//! (docs/performance.md). Until 2026-11-29 the kit repaired the first three defects by rewriting the crate's
+//! output; the encoder in `export::zipkin` writes the format right in the first place, straight from the
+//! SDK's spans into the request body.
 
 use std::time::Duration;
 
