@@ -36,7 +36,7 @@ use super::b3::trace_id_text;
 use super::context::{self, RequestContext, X_REQUEST_ID};
 use super::log::{ACCESS_TARGET, AccessLine, AccessLog, EventType, Severity};
 use crate::health::is_probe_path;
-use crate::metrics::{Label, METRICS_PATH, Metrics, RouteInFlight};
+use crate::metrics::{Label, METRICS_PATH, RouteInFlight};
 
 /// Longest inbound `x-request-id` passed on; a longer or non-printable one is replaced by a fresh id.
 const MAX_REQUEST_ID: usize = 128;
@@ -100,21 +100,28 @@ where
             .get::<MatchedPath>()
             .map_or("unmatched", MatchedPath::as_str);
         let metrics = self.telemetry.inner.metrics.clone();
-        let cached = self
-            .route
-            .get_or_init(|| RouteNames::new(matched, true, &metrics));
+        let cached = self.route.get_or_init(|| RouteNames::new(matched, true));
         let uncached;
         let names = if *cached.template == *matched {
             cached
         } else {
-            uncached = RouteNames::new(matched, false, &metrics);
+            uncached = RouteNames::new(matched, false);
             &uncached
         };
         let route = names.label.clone();
         let method = request.method().clone();
         let standard = standard_method(&method);
         let access = self.telemetry.inner.access_log.clone();
-        let in_flight = if quiet { None } else { names.in_flight.start() };
+        // Looked up on the route's first counted request: probes and scrapes must not appear in the metrics,
+        // not even as a zero.
+        let in_flight = if quiet {
+            None
+        } else {
+            names
+                .in_flight
+                .get_or_init(|| metrics.route_in_flight(&names.label))
+                .start()
+        };
 
         let inbound = self
             .telemetry
@@ -260,19 +267,18 @@ fn method_value(method: &Method, standard: Option<usize>) -> Value {
 struct RouteNames {
     template: Arc<str>,
     label: Label,
-    in_flight: RouteInFlight,
+    in_flight: OnceLock<RouteInFlight>,
     /// Span names by standard method, when `interned`.
     span_names: [OnceLock<&'static str>; STANDARD_COUNT],
     interned: bool,
 }
 
 impl RouteNames {
-    fn new(template: &str, interned: bool, metrics: &Metrics) -> Self {
+    fn new(template: &str, interned: bool) -> Self {
         let template: Arc<str> = template.into();
-        let label = Label::new(Arc::clone(&template));
         Self {
-            in_flight: metrics.route_in_flight(&label),
-            label,
+            label: Label::new(Arc::clone(&template)),
+            in_flight: OnceLock::new(),
             template,
             span_names: Default::default(),
             interned,
@@ -492,7 +498,7 @@ mod tests {
 
     #[test]
     fn an_interned_route_builds_each_span_name_once() {
-        let names = RouteNames::new("/settings/{key}", true, &Metrics::disabled());
+        let names = RouteNames::new("/settings/{key}", true);
         let first = names.span_name(&Method::PUT, standard_method(&Method::PUT));
         let again = names.span_name(&Method::PUT, standard_method(&Method::PUT));
         assert_eq!(first, "PUT /settings/{key}");
@@ -508,7 +514,7 @@ mod tests {
     #[test]
     fn other_methods_and_uncached_routes_get_names_of_their_own() {
         let purge = Method::from_bytes(b"PURGE").unwrap_or_default();
-        let names = RouteNames::new("/cache", true, &Metrics::disabled());
+        let names = RouteNames::new("/cache", true);
         assert_eq!(standard_method(&purge), None);
         assert!(
             matches!(names.span_name(&purge, None), Cow::Owned(name) if name == "PURGE /cache")
@@ -516,7 +522,7 @@ mod tests {
         assert_eq!(method_value(&purge, None), Value::from("PURGE"));
         assert_eq!(method_label(&purge, None).as_str(), "PURGE");
 
-        let uncached = RouteNames::new("/other", false, &Metrics::disabled());
+        let uncached = RouteNames::new("/other", false);
         let get = standard_method(&Method::GET);
         assert!(
             matches!(uncached.span_name(&Method::GET, get), Cow::Owned(name) if name == "GET /other")
