@@ -382,29 +382,14 @@ fn rand_u128() -> u128 {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-    use std::sync::Mutex;
     use std::time::Duration;
 
     use tracing_subscriber::layer::SubscriberExt as _;
 
     use super::*;
     use crate::telemetry::b3::TraceIdText;
+    use crate::telemetry::log::tests::Capture;
     use crate::telemetry::log::{JsonLayer, QueueLimits, non_blocking};
-
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Capture {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
 
     /// The lines `access_log` writes for one request through `tracing` and the JSON layer, then directly,
     /// under the `LOG_LEVEL` directives `filter`.
@@ -449,7 +434,7 @@ mod tests {
             }))
         });
         assert!(guard.flush(Duration::from_secs(10)));
-        let output = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        let output = capture.text();
         output
             .lines()
             .map(|line| match serde_json::from_str(line) {

@@ -49,23 +49,14 @@ impl AccessLog {
         Self { writer }
     }
 
-    /// Formats and queues `line`; `false` if the writer dropped it under overload.
-    pub(crate) fn write(&self, line: &AccessLine<'_>) -> bool {
+    /// Formats and queues `line`; under overload the writer may drop it, and counts it.
+    pub(crate) fn write(&self, line: &AccessLine<'_>) {
         let time = SystemTime::now();
-        let format = |(buf, clock): &mut (Vec<u8>, Clock)| {
+        format::with_thread_buffers(&LINE, |(buf, clock): &mut (Vec<u8>, Clock)| {
             buf.clear();
             self.format(buf, clock, time, line);
-            self.writer.write_line(line.severity, buf)
-        };
-        // A thread being torn down has no buffer left: it gets a fresh one rather than losing the line.
-        LINE.try_with(|cell| {
-            cell.try_borrow_mut()
-                .map(|mut reused| format(&mut reused))
-                .ok()
-        })
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| format(&mut Default::default()))
+            self.writer.write_line(line.severity, buf);
+        });
     }
 
     fn format(

@@ -95,22 +95,10 @@ thread_local! {
 
 impl<S: Subscriber> Layer<S> for JsonLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        let format = |scratch: &mut Scratch| {
+        format::with_thread_buffers(&SCRATCH, |scratch: &mut Scratch| {
             let severity = self.format(event, scratch);
             self.writer.write_line(severity, &scratch.line);
-        };
-        // A `Debug` impl that logs while being formatted finds the buffers borrowed, and a thread being torn
-        // down has none: both get fresh buffers rather than losing the line.
-        let reused = SCRATCH
-            .try_with(|cell| {
-                cell.try_borrow_mut()
-                    .map(|mut scratch| format(&mut scratch))
-                    .is_ok()
-            })
-            .unwrap_or(false);
-        if !reused {
-            format(&mut Scratch::default());
-        }
+        });
     }
 }
 

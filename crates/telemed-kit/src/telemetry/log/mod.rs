@@ -86,7 +86,7 @@ mod settings;
 mod writer;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub(crate) use access::{AccessLine, AccessLog, TARGET as ACCESS_TARGET};
 pub use format::{EventType, Severity};

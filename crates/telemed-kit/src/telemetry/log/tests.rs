@@ -19,12 +19,12 @@ const TYPES: [&str; 4] = ["event", "alert", "alarm", "task"];
 /// Generous: only reached when the code under test is broken.
 const FLUSH: Duration = Duration::from_secs(10);
 
-/// A sink that keeps everything written to it.
+/// A sink that keeps everything written to it (also for the request layer's access-log tests).
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Capture(Arc<Mutex<Vec<u8>>>);
 
 impl Capture {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
     }
 }
