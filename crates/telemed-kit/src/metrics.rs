@@ -31,8 +31,8 @@
 //! exporter was the alternative; it hashes label strings through a global recorder on every update.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
@@ -170,14 +170,17 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-/// The class of a status code, as a label value.
-fn status_class(status: u16) -> &'static str {
+/// The label values of the status classes, by [`status_class`] index.
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The index in [`STATUS_CLASSES`] of a status code's class; anything outside 100 to 499 counts as `5xx`.
+fn status_class(status: u16) -> usize {
     match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
     }
 }
 
@@ -275,24 +278,23 @@ impl Metrics {
 
     /// Records an answered request.
     pub fn request_finished(&self, method: &Label, route: &Label, status: u16, duration: Duration) {
-        let Some(instruments) = &self.inner else {
-            return;
-        };
-        instruments
-            .server_requests
-            .get_or_create(&ServerLabels {
-                method: method.clone(),
-                route: route.clone(),
-                status_class: status_class(status),
-            })
-            .inc();
-        instruments
-            .server_duration
-            .get_or_create(&RouteLabels {
-                method: method.clone(),
-                route: route.clone(),
-            })
-            .observe(duration.as_secs_f64());
+        self.route(method, route).finished(status, duration);
+    }
+
+    /// The instruments that count answered requests of `method` on `route`, for a caller that records many:
+    /// each is looked up in its family once, on the first request it counts.
+    pub fn route(&self, method: &Label, route: &Label) -> RouteMetrics {
+        RouteMetrics {
+            inner: self.inner.as_ref().map(|instruments| {
+                Arc::new(RouteInstruments {
+                    instruments: Arc::clone(instruments),
+                    method: method.clone(),
+                    route: route.clone(),
+                    answered: Default::default(),
+                    duration: OnceLock::new(),
+                })
+            }),
+        }
     }
 
     /// Records an outbound request to `host`: its status, or `None` when no response came.
@@ -305,7 +307,7 @@ impl Metrics {
             .client_requests
             .get_or_create(&ClientLabels {
                 host: host.clone(),
-                status_class: status.map_or("error", status_class),
+                status_class: status.map_or("error", |status| STATUS_CLASSES[status_class(status)]),
             })
             .inc();
         instruments
@@ -390,6 +392,60 @@ impl RouteInFlight {
         Some(InFlight {
             gauge: gauge.clone(),
         })
+    }
+}
+
+/// The instruments counting answered requests of one method on one route ([`Metrics::route`]); cheap to
+/// clone. The request layer keeps one per route and method, so that a request is counted without hashing its
+/// labels into the families each time. An instrument joins the scrape only once it has counted a request.
+#[derive(Debug, Clone, Default)]
+pub struct RouteMetrics {
+    inner: Option<Arc<RouteInstruments>>,
+}
+
+#[derive(Debug)]
+struct RouteInstruments {
+    instruments: Arc<Instruments>,
+    method: Label,
+    route: Label,
+    /// `http_server_requests_total`, by [`status_class`] index.
+    answered: [OnceLock<Counter>; STATUS_CLASSES.len()],
+    duration: OnceLock<Histogram>,
+}
+
+impl RouteMetrics {
+    /// Records an answered request; nothing when metrics are off.
+    pub fn finished(&self, status: u16, duration: Duration) {
+        let Some(route) = &self.inner else {
+            return;
+        };
+        let class = status_class(status);
+        route.answered[class]
+            .get_or_init(|| {
+                route
+                    .instruments
+                    .server_requests
+                    .get_or_create(&ServerLabels {
+                        method: route.method.clone(),
+                        route: route.route.clone(),
+                        status_class: STATUS_CLASSES[class],
+                    })
+                    .clone()
+            })
+            .inc();
+        route
+            .duration
+            .get_or_init(|| {
+                route
+                    .instruments
+                    .server_duration
+                    .get_or_create(&RouteLabels {
+                        method: route.method.clone(),
+                        route: route.route.clone(),
+                    })
+                    .clone()
+            })
+            .observe(duration.as_secs_f64());
     }
 }
 
@@ -580,9 +636,17 @@ mod tests {
                 .contains("http_server_requests_in_flight{route=\"/settings/{key}\"} 2")
         );
         drop((in_flight, second));
-        metrics.request_finished(&get, &route, 200, Duration::from_millis(3));
+        let answered = metrics.route(&get, &route);
+        let text = metrics.encode();
+        assert!(!text.contains("http_server_requests_total{"), "{text}");
+        assert!(
+            !text.contains("http_server_request_duration_seconds_count{"),
+            "{text}"
+        );
+        // A kept `RouteMetrics` and a one-off call count into the same series.
+        answered.finished(200, Duration::from_millis(3));
         metrics.request_finished(&get, &route, 204, Duration::from_millis(3));
-        metrics.request_finished(&get, &route, 503, Duration::from_millis(3));
+        answered.finished(503, Duration::from_millis(3));
         metrics.outbound("kvstore.example", None, Duration::from_millis(1));
         let text = metrics.encode();
         assert!(
@@ -610,6 +674,9 @@ mod tests {
         assert!(metrics.request_started(&Label::new("/")).is_none());
         assert!(metrics.route_in_flight(&Label::new("/")).start().is_none());
         metrics.request_finished(&Label::new("GET"), &Label::new("/"), 200, Duration::ZERO);
+        metrics
+            .route(&Label::new("GET"), &Label::new("/"))
+            .finished(200, Duration::ZERO);
         assert_eq!(metrics.encode(), "");
         assert_eq!(metrics.response().status(), StatusCode::NOT_FOUND);
     }

@@ -36,7 +36,7 @@ use super::b3::trace_id_text;
 use super::context::{self, RequestContext, X_REQUEST_ID};
 use super::log::{ACCESS_TARGET, AccessLine, AccessLog, EventType, Severity};
 use crate::health::is_probe_path;
-use crate::metrics::{Label, METRICS_PATH, RouteInFlight};
+use crate::metrics::{Label, METRICS_PATH, Metrics, RouteInFlight, RouteMetrics};
 
 /// Longest inbound `x-request-id` passed on; a longer or non-printable one is replaced by a fresh id.
 const MAX_REQUEST_ID: usize = 128;
@@ -99,7 +99,7 @@ where
             .extensions()
             .get::<MatchedPath>()
             .map_or("unmatched", MatchedPath::as_str);
-        let metrics = self.telemetry.inner.metrics.clone();
+        let metrics = &self.telemetry.inner.metrics;
         let cached = self.route.get_or_init(|| RouteNames::new(matched, true));
         let uncached;
         let names = if *cached.template == *matched {
@@ -114,13 +114,14 @@ where
         let access = self.telemetry.inner.access_log.clone();
         // Looked up on the route's first counted request: probes and scrapes must not appear in the metrics,
         // not even as a zero.
-        let in_flight = if quiet {
-            None
+        let (in_flight, answered) = if quiet {
+            (None, None)
         } else {
-            names
+            let in_flight = names
                 .in_flight
                 .get_or_init(|| metrics.route_in_flight(&names.label))
-                .start()
+                .start();
+            (in_flight, Some(names.metrics(metrics, &method, standard)))
         };
 
         let inbound = self
@@ -192,13 +193,8 @@ where
                     }
                 }
                 span.end();
-                if !quiet {
-                    metrics.request_finished(
-                        &method_label(&method, standard),
-                        &route,
-                        status,
-                        started.elapsed(),
-                    );
+                if let Some(answered) = answered {
+                    answered.finished(status, started.elapsed());
                 }
                 if !quiet || status >= 400 {
                     access_log(
@@ -268,6 +264,8 @@ struct RouteNames {
     template: Arc<str>,
     label: Label,
     in_flight: OnceLock<RouteInFlight>,
+    /// Request counters by standard method, when `interned`.
+    answered: [OnceLock<RouteMetrics>; STANDARD_COUNT],
     /// Span names by standard method, when `interned`.
     span_names: [OnceLock<&'static str>; STANDARD_COUNT],
     interned: bool,
@@ -280,8 +278,19 @@ impl RouteNames {
             label: Label::new(Arc::clone(&template)),
             in_flight: OnceLock::new(),
             template,
+            answered: Default::default(),
             span_names: Default::default(),
             interned,
+        }
+    }
+
+    /// The instruments counting the route's answered requests of `method`.
+    fn metrics(&self, metrics: &Metrics, method: &Method, standard: Option<usize>) -> RouteMetrics {
+        match standard {
+            Some(index) if self.interned => self.answered[index]
+                .get_or_init(|| metrics.route(&METHOD_LABELS[index], &self.label))
+                .clone(),
+            _ => metrics.route(&method_label(method, standard), &self.label),
         }
     }
 
