@@ -88,19 +88,29 @@ impl RequestContext {
 
     /// Captures the headers to forward and the caller's `Authorization` from an inbound request. Values that
     /// are too long are dropped, never truncated (a truncated trace header would be worse than none).
+    ///
+    /// The first value of a name counts, as with `HeaderMap::get`; the headers are read in one pass rather
+    /// than looked up by name, each lookup hashing its name.
     pub(crate) fn capture(&mut self, headers: &HeaderMap) {
-        for name in FORWARDED_HEADERS {
-            if name == X_REQUEST_ID {
+        // Bit `i`: a value of `FORWARDED_HEADERS[i]` was met.
+        let mut seen = 0u8;
+        for (name, value) in headers {
+            if name == http::header::AUTHORIZATION {
+                self.authorization.get_or_insert_with(|| value.clone());
                 continue;
             }
-            if let Some(value) = headers
-                .get(&name)
-                .filter(|value| value.len() <= MAX_FORWARDED_VALUE)
-            {
-                self.forwarded.push((name, value.clone()));
+            let Some(index) = FORWARDED_HEADERS.iter().position(|known| known == name) else {
+                continue;
+            };
+            // The request layer takes the request id itself, validated.
+            if *name == X_REQUEST_ID || seen & (1 << index) != 0 {
+                continue;
+            }
+            seen |= 1 << index;
+            if value.len() <= MAX_FORWARDED_VALUE {
+                self.forwarded.push((name.clone(), value.clone()));
             }
         }
-        self.authorization = headers.get(http::header::AUTHORIZATION).cloned();
     }
 
     /// Writes the forwarded headers (request id included) into an outbound request's headers.
@@ -138,4 +148,33 @@ pub fn with_current<R>(f: impl FnOnce(Option<&RequestContext>) -> R) -> R {
 /// The current request context, if any.
 pub fn current() -> Option<Arc<RequestContext>> {
     CURRENT.try_with(Arc::clone).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capture_keeps_the_first_value_of_each_header_and_drops_a_first_value_too_long() {
+        let mut headers = HeaderMap::new();
+        let mut add = |name: &'static str, value: &str| {
+            headers.append(name, HeaderValue::from_str(value).unwrap());
+        };
+        add("traceparent", "first");
+        add("traceparent", "second");
+        add("tracestate", &"a".repeat(MAX_FORWARDED_VALUE + 1));
+        add("tracestate", "short");
+        add("x-request-id", "taken by the request layer");
+        add("authorization", "Bearer one");
+        add("authorization", "Bearer two");
+        add("accept", "application/json");
+        let mut context = RequestContext::default();
+        context.capture(&headers);
+
+        let mut outbound = HeaderMap::new();
+        context.forward_into(&mut outbound);
+        assert_eq!(outbound.len(), 1, "{outbound:?}");
+        assert_eq!(outbound["traceparent"], "first");
+        assert_eq!(context.authorization().unwrap(), "Bearer one");
+    }
 }
