@@ -22,16 +22,16 @@
 //! the signals themselves are received on a plain OS thread: both keep working when every runtime worker is
 //! blocked (a handler calling `std::thread::sleep`, a stuck `spawn_blocking`). A second signal exits at once.
 //!
-//! Handlers of long-lived responses (streams, long polls) take the [`ShutdownToken`] from the request
-//! extensions and end when it is cancelled, which happens when draining starts.
+//! Handlers of long-lived responses (streams, long polls) take a [`ShutdownToken`] (an extractor) and end when
+//! it is cancelled, which happens when draining starts.
 //!
 //! # Example
 //!
 //! ```
-//! use axum::{Extension, Router, routing::get};
+//! use axum::{Router, routing::get};
 //! use telemed_kit::shutdown::ShutdownToken;
 //!
-//! async fn long_poll(Extension(token): Extension<ShutdownToken>) -> &'static str {
+//! async fn long_poll(token: ShutdownToken) -> &'static str {
 //!     tokio::select! {
 //!         _ = token.cancelled() => "shutting down, poll again elsewhere",
 //!         _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => "nothing new",
@@ -48,13 +48,18 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http::{HeaderValue, Request, Response, Version, header};
+use axum::extract::FromRequestParts;
+use axum::response::IntoResponse;
+use http::request::Parts;
+use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use pin_project_lite::pin_project;
 use tokio::sync::watch;
+use tokio::task::futures::TaskLocalFuture;
 use tokio_util::sync::CancellationToken;
 use tower::{Layer, Service};
 
 use crate::config::{ConfigError, Env};
+use crate::http::problem::Problem;
 
 /// Time kept between the kit's own deadline and the end of the grace period, so that the process has exited
 /// before the platform's SIGKILL even on a loaded node.
@@ -322,7 +327,7 @@ impl Shutdown {
 
     /// A token cancelled when draining starts.
     pub fn token(&self) -> ShutdownToken {
-        ShutdownToken(self.inner.draining.clone())
+        ShutdownToken(Arc::clone(&self.inner))
     }
 
     /// Requests currently being handled.
@@ -330,8 +335,8 @@ impl Shutdown {
         self.inner.in_flight.load(Ordering::Acquire)
     }
 
-    /// The middleware that counts in-flight requests, adds `Connection: close` after the signal, and puts the
-    /// [`ShutdownToken`] in each request's extensions.
+    /// The middleware that counts in-flight requests, adds `Connection: close` after the signal, and makes the
+    /// [`ShutdownToken`] extractor work in the handlers it wraps.
     pub fn layer(&self) -> ShutdownLayer {
         ShutdownLayer {
             shutdown: self.clone(),
@@ -339,19 +344,60 @@ impl Shutdown {
     }
 }
 
-/// Cancelled when the service starts draining; found in every request's extensions.
-#[derive(Debug, Clone)]
-pub struct ShutdownToken(CancellationToken);
+/// Cancelled when the service starts draining.
+///
+/// An axum extractor in every handler under [`Shutdown::layer`] (the kit's server stack): the layer makes the
+/// request's token current for the request's task, which costs less than a request extension (an allocation
+/// and a map insert per request). Code outside a request gets one from [`Shutdown::token`].
+#[derive(Clone)]
+pub struct ShutdownToken(Arc<Inner>);
+
+impl std::fmt::Debug for ShutdownToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShutdownToken")
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
+}
 
 impl ShutdownToken {
     /// Completes when draining starts.
     pub async fn cancelled(&self) {
-        self.0.cancelled().await;
+        self.0.draining.cancelled().await;
     }
 
     /// Whether draining has started.
     pub fn is_cancelled(&self) -> bool {
-        self.0.is_cancelled()
+        self.0.draining.is_cancelled()
+    }
+}
+
+tokio::task_local! {
+    static CURRENT: ShutdownToken;
+}
+
+impl<S: Sync> FromRequestParts<S> for ShutdownToken {
+    type Rejection = MissingShutdownToken;
+
+    async fn from_request_parts(_: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        CURRENT.try_with(Clone::clone).map_err(|_| {
+            tracing::error!(
+                "a handler takes a ShutdownToken but is not under Shutdown::layer (the kit's server stack)"
+            );
+            MissingShutdownToken
+        })
+    }
+}
+
+/// The rejection of the [`ShutdownToken`] extractor outside [`Shutdown::layer`]: a 500, since the handler's
+/// wiring is wrong, not the request.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("no ShutdownToken: the handler is not under Shutdown::layer")]
+pub struct MissingShutdownToken;
+
+impl IntoResponse for MissingShutdownToken {
+    fn into_response(self) -> axum::response::Response {
+        Problem::new(StatusCode::INTERNAL_SERVER_ERROR).into_response()
     }
 }
 
@@ -392,13 +438,12 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+    fn call(&mut self, request: Request<B>) -> Self::Future {
         self.shutdown.inner.in_flight.fetch_add(1, Ordering::AcqRel);
         let guard = InFlightGuard(self.shutdown.inner.clone());
         let http1 = request.version() <= Version::HTTP_11;
-        request.extensions_mut().insert(self.shutdown.token());
         ShutdownFuture {
-            inner: self.inner.call(request),
+            inner: CURRENT.scope(self.shutdown.token(), self.inner.call(request)),
             guard: Some(guard),
             http1,
         }
@@ -420,7 +465,7 @@ pin_project! {
     #[derive(Debug)]
     pub struct ShutdownFuture<F> {
         #[pin]
-        inner: F,
+        inner: TaskLocalFuture<ShutdownToken, F>,
         guard: Option<InFlightGuard>,
         http1: bool,
     }
@@ -508,6 +553,40 @@ mod tests {
         let response = service.oneshot(h2).await.unwrap();
         assert!(response.headers().get(header::CONNECTION).is_none());
         assert_eq!(shutdown.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_handler_takes_the_token_and_sees_draining_start() {
+        use axum::body::Body;
+        use axum::routing::get;
+        use tower::ServiceExt;
+        let shutdown = Shutdown::new(ShutdownSettings::default());
+        let (entered, waiting) = tokio::sync::oneshot::channel::<()>();
+        let entered = Arc::new(Mutex::new(Some(entered)));
+        let long_poll = move |token: ShutdownToken| async move {
+            if let Some(entered) = entered.lock().ok().and_then(|mut entered| entered.take()) {
+                let _ = entered.send(());
+            }
+            token.cancelled().await;
+            "drained"
+        };
+        let app = axum::Router::new().route("/poll", get(long_poll.clone()));
+        let poll = || Request::get("/poll").body(Body::empty()).unwrap();
+
+        let pending = tokio::spawn(app.clone().layer(shutdown.layer()).oneshot(poll()));
+        waiting.await.unwrap();
+        assert!(!shutdown.token().is_cancelled());
+        shutdown.begin_drain();
+        let response = pending.await.unwrap().unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), 64)
+            .await
+            .unwrap();
+        assert_eq!(body, "drained");
+
+        // Outside the layer there is no token: a 500 for the miswired handler, not a hang.
+        let response = app.oneshot(poll()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[tokio::test]
