@@ -59,6 +59,16 @@ pub(crate) fn string(buf: &mut Vec<u8>, text: &str) {
     buf.push(b'"');
 }
 
+/// Writes `bytes` as lower-case hex, two digits each, into the start of `out` (trace and span ids); digits
+/// beyond `out`'s length are left out.
+pub(crate) fn hex(out: &mut [u8], bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0xf)];
+    }
+}
+
 /// Appends an integer.
 pub(crate) fn integer<I: itoa::Integer>(buf: &mut Vec<u8>, value: I) {
     buf.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());

@@ -6,6 +6,8 @@ use std::ops::Deref;
 use opentelemetry::Context;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 
+use crate::telemetry::json::hex;
+
 /// A B3 sampling state.
 ///
 /// OpenTelemetry's `SpanContext` has one sampled bit, so it cannot tell "not sampled" from "not decided yet" and
@@ -247,10 +249,14 @@ pub struct TraceIdText {
 impl TraceIdText {
     /// The text of `trace_id`: its low 16 hex digits when `as_64` and the upper half is zero, otherwise 32.
     pub fn new(trace_id: TraceId, as_64: bool) -> Self {
-        let value = u128::from_be_bytes(trace_id.to_bytes());
-        let len = if as_64 && value >> 64 == 0 { 16 } else { 32 };
+        let bytes = trace_id.to_bytes();
+        let len = if as_64 && bytes[..8] == [0; 8] {
+            16
+        } else {
+            32
+        };
         let mut digits = [0u8; 32];
-        write_hex(&mut digits[..len], value);
+        hex(&mut digits, &bytes[16 - len / 2..]);
         Self {
             digits,
             len: len as u8,
@@ -318,13 +324,4 @@ impl fmt::Debug for TraceIdText {
 /// ```
 pub fn trace_id_text(cx: &Context) -> Option<TraceIdText> {
     B3Context::outbound(cx).and_then(|b3| b3.trace_id_text())
-}
-
-/// Writes the low `out.len()` hex digits of `value`, most significant first.
-pub(crate) fn write_hex(out: &mut [u8], mut value: u128) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for slot in out.iter_mut().rev() {
-        *slot = DIGITS[(value & 0xf) as usize];
-        value >>= 4;
-    }
 }

@@ -94,7 +94,7 @@ impl Encoder {
             .end_time
             .duration_since(span.start_time)
             .unwrap_or_default();
-        json::integer(out, duration.as_micros().max(1));
+        json::integer(out, micros(duration).max(1));
         out.push(b',');
         out.extend_from_slice(&self.local_endpoint);
         annotations(out, span);
@@ -182,20 +182,19 @@ fn tags(out: &mut Vec<u8>, scratch: &mut String, span: &SpanData) -> bool {
     debug
 }
 
-fn micros_since_epoch(time: SystemTime) -> u128 {
-    time.duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_micros()
+/// Microseconds as `u64`, which lasts 584,000 years and formats faster than the `u128` of `as_micros`.
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn micros_since_epoch(time: SystemTime) -> u64 {
+    micros(time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO))
 }
 
 /// Appends up to 16 bytes as lowercase hex digits.
 fn hex(out: &mut Vec<u8>, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut text = [0u8; 32];
-    for (pair, byte) in text.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(byte >> 4)];
-        pair[1] = DIGITS[usize::from(byte & 0xf)];
-    }
+    json::hex(&mut text, bytes);
     out.extend_from_slice(&text[..2 * bytes.len().min(16)]);
 }
 
