@@ -42,6 +42,8 @@ pub const MAX_FORWARDED_VALUE: usize = 1024;
 pub struct RequestContext {
     pub(crate) trace_id: Option<TraceIdText>,
     pub(crate) request_id: Option<HeaderValue>,
+    /// The kit generated `request_id`, and redaction leaves it as it is.
+    pub(crate) request_id_generated: bool,
     pub(crate) forwarded: Vec<(HeaderName, HeaderValue)>,
     pub(crate) authorization: Option<HeaderValue>,
     pub(crate) otel: opentelemetry::Context,

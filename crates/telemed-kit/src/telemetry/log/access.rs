@@ -32,6 +32,8 @@ pub(crate) struct AccessLine<'a> {
     pub(crate) duration_micros: u64,
     pub(crate) http_user_agent: &'a str,
     pub(crate) request_id: &'a str,
+    /// `request_id` is one the kit generated, which redaction is known to leave as it is.
+    pub(crate) request_id_clean: bool,
 }
 
 /// Writes access-log lines as JSON.
@@ -82,7 +84,12 @@ impl AccessLog {
         buf.extend_from_slice(br#","duration":"#);
         milliseconds(buf, line.duration_micros);
         text(buf, "http_user_agent", line.http_user_agent);
-        text(buf, "request_id", line.request_id);
+        if line.request_id_clean {
+            buf.extend_from_slice(br#","request_id":"#);
+            format::string(buf, line.request_id);
+        } else {
+            text(buf, "request_id", line.request_id);
+        }
         format::end_line(buf);
     }
 }
