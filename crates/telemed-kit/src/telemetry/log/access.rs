@@ -85,8 +85,7 @@ impl AccessLog {
         milliseconds(buf, line.duration_micros);
         text(buf, "http_user_agent", line.http_user_agent);
         if line.request_id_clean {
-            buf.extend_from_slice(br#","request_id":"#);
-            format::string(buf, line.request_id);
+            field(buf, "request_id", line.request_id);
         } else {
             text(buf, "request_id", line.request_id);
         }
@@ -116,10 +115,15 @@ fn milliseconds(buf: &mut Vec<u8>, micros: u64) {
 
 /// Appends `,"key":"value"` with the value redacted, as `JsonLayer` writes a string field.
 fn text(buf: &mut Vec<u8>, key: &str, value: &str) {
+    field(buf, key, &redact(value));
+}
+
+/// Appends `,"key":"value"`, the value as it is.
+fn field(buf: &mut Vec<u8>, key: &str, value: &str) {
     buf.extend_from_slice(b",\"");
     buf.extend_from_slice(key.as_bytes());
     buf.extend_from_slice(b"\":");
-    format::string(buf, &redact(value));
+    format::string(buf, value);
 }
 
 #[cfg(test)]
