@@ -577,7 +577,12 @@ mod tests {
         waiting.await.unwrap();
         assert!(!shutdown.token().is_cancelled());
         shutdown.begin_drain();
-        let response = pending.await.unwrap().unwrap();
+        // Bounded, so that a token draining does not reach fails the test instead of hanging it.
+        let response = tokio::time::timeout(Duration::from_secs(10), pending)
+            .await
+            .expect("the long poll ends once draining starts")
+            .unwrap()
+            .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         let body = axum::body::to_bytes(response.into_body(), 64)
             .await
