@@ -336,10 +336,47 @@ fn a_silent_zipkin_collector_costs_spans_not_latency() {
     assert_eq!(call(&service, "GET", "/livez", &[], b"").status, 200);
 }
 
+/// A collector that answers every post 202, on `listener`, until the test ends.
+fn accept_spans(listener: TcpListener) {
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { break };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(&stream);
+                loop {
+                    let mut length = 0;
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).is_ok_and(|read| read > 0) {
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':')
+                            && name.eq_ignore_ascii_case("content-length")
+                        {
+                            length = value.trim().parse().unwrap();
+                        }
+                        line.clear();
+                    }
+                    if line != "\r\n" {
+                        return;
+                    }
+                    let mut body = vec![0; length];
+                    std::io::Read::read_exact(&mut reader, &mut body).unwrap();
+                    let answer = b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n";
+                    if std::io::Write::write_all(&mut &stream, answer).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
 #[test]
-fn a_zipkin_collector_that_is_down_costs_spans_not_latency() {
+fn a_zipkin_collector_that_is_down_costs_spans_not_latency_and_its_return_is_reported() {
     let store = StandInServer::start();
-    let endpoint = format!("http://127.0.0.1:{}/api/v2/spans", closed_port());
+    let port = closed_port();
+    let endpoint = format!("http://127.0.0.1:{port}/api/v2/spans");
     let service = start_service(
         &store.url(),
         &[
@@ -349,24 +386,62 @@ fn a_zipkin_collector_that_is_down_costs_spans_not_latency() {
     );
     assert_eq!(put_setting(&service, "traced", "v", None).status, 201);
 
-    // Requests until the span processor reports a failed export (checked every 25 requests: the check reads
-    // every line so far).
+    // Requests until the exporter reports a failed post (checked every 25 requests: the check reads every
+    // line so far).
     let deadline = Instant::now() + WAIT;
-    let mut failed_exports = 0;
-    while failed_exports == 0 {
+    let failures = |service: &ServiceProcess| -> Vec<Value> {
+        common::json_lines(service)
+            .into_iter()
+            .filter(|line| {
+                line["body"]
+                    .as_str()
+                    .is_some_and(|body| body.starts_with("span export failed"))
+            })
+            .collect()
+    };
+    while failures(&service).is_empty() {
         for _ in 0..25 {
             read_within_a_second(&service);
         }
-        failed_exports = service
-            .lines()
-            .iter()
-            .filter(|line| line.contains("BatchSpanProcessor.ExportError"))
-            .count();
         assert!(Instant::now() < deadline, "no export was attempted");
     }
-    for _ in 0..25 {
+    // Two more batches fail; the failure is still reported once.
+    for _ in 0..300 {
         read_within_a_second(&service);
     }
+    let reported = failures(&service);
+    assert_eq!(reported.len(), 1, "{reported:#?}");
+    assert_eq!(reported[0]["type"], "alert");
+    assert!(
+        reported[0]["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("onnection refused")),
+        "{reported:#?}"
+    );
+
+    // The collector comes up: the next post goes through and says how many spans were lost meanwhile.
+    accept_spans(TcpListener::bind(("127.0.0.1", port)).unwrap());
+    let mut lines = Vec::new();
+    while !lines
+        .iter()
+        .any(|line: &Value| line["body"] == "span export works again")
+    {
+        for _ in 0..25 {
+            read_within_a_second(&service);
+        }
+        lines = common::json_lines(&service);
+        assert!(Instant::now() < deadline, "export never recovered");
+    }
+    let recovered = lines
+        .iter()
+        .find(|line| line["body"] == "span export works again")
+        .unwrap();
+    assert!(
+        recovered["spans_lost"]
+            .as_u64()
+            .is_some_and(|lost| lost >= 256),
+        "{recovered}"
+    );
 }
 
 /// Kills the child when the test ends, however it ends.

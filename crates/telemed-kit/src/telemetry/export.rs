@@ -1,12 +1,13 @@
 //! Span export in Zipkin v2 JSON, when `OTEL_EXPORTER_ZIPKIN_ENDPOINT` is set.
 //!
-//! Spans go through the SDK's batch processor: a bounded queue (2048 spans; when it is full, new spans are
-//! dropped, never waited for) drained by its own thread, which encodes each batch of up to 128 spans
-//! (`export::zipkin`) and posts it with a 2 s timeout. A down or slow collector therefore never slows a
-//! request and never grows memory; it only loses spans. At shutdown the queue is flushed within the time the
-//! shutdown sequence gives it.
+//! Each sampled span is encoded as it ends (`export::zipkin`) into a batch of up to 128 spans; a thread of
+//! the kit's own posts each batch with a 2 s timeout (`export::batch`, which says why it replaces the SDK's
+//! batch processor). At most 2048 spans wait; when the queue is full, new spans are dropped and counted, never
+//! waited for. A down or slow collector therefore never slows a request and never grows memory; it only
+//! loses spans, which the log reports. At shutdown the queue is flushed within the time the shutdown
+//! sequence gives it.
 //!
-//! The HTTP client for the collector is built on the first export, not at startup: building it loads the TLS
+//! The HTTP client for the collector is built on the first post, not at startup: building it loads the TLS
 //! trust store, which would otherwise dominate the service's startup time.
 //!
 //! # Why the kit writes Zipkin v2 itself
@@ -32,16 +33,19 @@ use std::time::Duration;
 use crate::config::{ConfigError, Env};
 
 #[cfg(feature = "zipkin")]
+mod batch;
+#[cfg(feature = "zipkin")]
 mod zipkin;
 
 /// Time limit of one export request to the collector.
 pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Spans waiting for export at most; more are dropped.
 pub const MAX_QUEUED_SPANS: usize = 2048;
-/// Spans per post to the collector. The SDK's default of 512 makes the export thread's work come in bursts
-/// long enough to hold up requests on a shared core (docs/performance.md); with 128, four times as many
-/// posts cost less than those bursts did.
+/// Spans per post to the collector: few enough that a post is short work on a shared core, enough that
+/// posting costs less than a microsecond per span (docs/performance.md).
 pub const EXPORT_BATCH_SIZE: usize = 128;
+/// A batch that is not full is posted this long after the previous post (the SDK's default delay).
+pub const EXPORT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Export settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -84,25 +88,21 @@ pub(crate) fn tracer_provider(
     sampler: super::sampler::B3Sampler,
     service_name: &str,
 ) -> Result<Option<opentelemetry_sdk::trace::SdkTracerProvider>, super::TelemetryError> {
-    use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
-
     let Some(endpoint) = &settings.zipkin_endpoint else {
         return Ok(None);
     };
-    let exporter = ZipkinExporter::new(endpoint, service_name)?;
-    let processor = BatchSpanProcessor::builder(exporter)
-        .with_batch_config(
-            BatchConfigBuilder::default()
-                .with_max_queue_size(MAX_QUEUED_SPANS)
-                .with_max_export_batch_size(EXPORT_BATCH_SIZE)
-                .build(),
-        )
-        .build();
+    let mut collector = Collector::new(endpoint)?;
+    let processor = batch::BatchProcessor::start(zipkin::Encoder::new(service_name), move |body| {
+        collector.post(body)
+    })
+    .map_err(|error| {
+        super::TelemetryError::Exporter(format!("could not start the span export thread: {error}"))
+    })?;
     let resource = opentelemetry_sdk::Resource::builder_empty()
         .with_service_name(service_name.to_owned())
         .build();
     Ok(Some(
-        SdkTracerProvider::builder()
+        opentelemetry_sdk::trace::SdkTracerProvider::builder()
             .with_span_processor(processor)
             .with_sampler(sampler)
             .with_resource(resource)
@@ -120,46 +120,53 @@ pub(crate) fn tracer_provider(
     Ok(None)
 }
 
-/// Encodes each batch and posts it to the collector.
+/// Posts batches to the collector, from the export thread.
 ///
-/// The batch processor calls it on its own thread with a plain executor, outside any tokio runtime, so the
-/// client is reqwest's blocking one; it is built on first use (see the module docs).
+/// The thread has no runtime of its own until the first post: then it builds a single-threaded tokio
+/// runtime and reqwest's client (see the module docs), and drives each post to its end on the thread itself,
+/// with no other thread woken.
 #[cfg(feature = "zipkin")]
 #[derive(Debug)]
-struct ZipkinExporter {
+struct Collector {
     endpoint: reqwest::Url,
-    encoder: zipkin::Encoder,
-    client: std::sync::OnceLock<reqwest::blocking::Client>,
+    client: Option<(tokio::runtime::Runtime, reqwest::Client)>,
 }
 
 #[cfg(feature = "zipkin")]
-impl ZipkinExporter {
-    fn new(endpoint: &str, service_name: &str) -> Result<Self, super::TelemetryError> {
+impl Collector {
+    fn new(endpoint: &str) -> Result<Self, super::TelemetryError> {
         let endpoint = reqwest::Url::parse(endpoint)
             .map_err(|error| super::TelemetryError::Exporter(error.to_string()))?;
         Ok(Self {
             endpoint,
-            encoder: zipkin::Encoder::new(service_name),
-            client: std::sync::OnceLock::new(),
+            client: None,
         })
     }
 
-    fn post(&self, body: Vec<u8>) -> Result<(), ExportError> {
-        let client = match self.client.get() {
-            Some(client) => client,
+    fn post(&mut self, body: Vec<u8>) -> Result<(), ExportError> {
+        let (runtime, client) = match &mut self.client {
+            Some(built) => built,
             None => {
-                let client = reqwest::blocking::Client::builder()
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|error| ExportError::Client(error.to_string()))?;
+                // The client's connector and timers belong to the runtime current when it is built.
+                let _entered = runtime.enter();
+                let client = reqwest::Client::builder()
                     .timeout(EXPORT_TIMEOUT)
                     .build()
                     .map_err(|error| ExportError::Client(causes(error)))?;
-                self.client.get_or_init(|| client)
+                self.client.insert((runtime, client))
             }
         };
-        let response = client
+        let request = client
             .post(self.endpoint.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
+            .body(body);
+        // `send` starts the request's timer at once, so it is called inside the runtime.
+        let response = runtime
+            .block_on(async { request.send().await })
             .map_err(|error| ExportError::Post(causes(error)))?;
         match response.status() {
             status if status.is_success() => Ok(()),
@@ -168,21 +175,8 @@ impl ZipkinExporter {
     }
 }
 
-#[cfg(feature = "zipkin")]
-impl opentelemetry_sdk::trace::SpanExporter for ZipkinExporter {
-    fn export(
-        &self,
-        batch: Vec<opentelemetry_sdk::trace::SpanData>,
-    ) -> impl Future<Output = opentelemetry_sdk::error::OTelSdkResult> + Send {
-        let result = self.post(self.encoder.encode(&batch)).map_err(|error| {
-            opentelemetry_sdk::error::OTelSdkError::InternalFailure(error.to_string())
-        });
-        std::future::ready(result)
-    }
-}
-
-/// Why a batch did not reach the collector. The SDK reports it through its own diagnostics; the texts carry no
-/// URL, which could hold credentials.
+/// Why a batch did not reach the collector. The export thread logs it; the texts carry no URL, which could
+/// hold credentials.
 #[cfg(feature = "zipkin")]
 #[derive(Debug, thiserror::Error)]
 enum ExportError {

@@ -74,6 +74,25 @@ pub(crate) fn integer<I: itoa::Integer>(buf: &mut Vec<u8>, value: I) {
     buf.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
+/// Runs `format` on this thread's buffers in `buffers`, reused from line to line. A `Debug` impl that logs
+/// while being formatted finds them borrowed, and a thread being torn down has none: both get fresh buffers
+/// rather than losing the line.
+pub(crate) fn with_thread_buffers<T: Default>(
+    buffers: &'static std::thread::LocalKey<std::cell::RefCell<T>>,
+    mut format: impl FnMut(&mut T),
+) {
+    let reused = buffers
+        .try_with(|cell| {
+            cell.try_borrow_mut()
+                .map(|mut reused| format(&mut reused))
+                .is_ok()
+        })
+        .unwrap_or(false);
+    if !reused {
+        format(&mut T::default());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

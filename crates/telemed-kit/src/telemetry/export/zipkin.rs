@@ -29,7 +29,7 @@ use crate::telemetry::redact::redact;
 use crate::telemetry::sampler::DEBUG_ATTRIBUTE;
 
 /// Bytes a typical server span takes, to size a batch's buffer in one allocation.
-const SPAN_SIZE_HINT: usize = 400;
+pub(crate) const SPAN_SIZE_HINT: usize = 400;
 
 /// Encodes spans for one service.
 #[derive(Debug)]
@@ -48,23 +48,8 @@ impl Encoder {
         }
     }
 
-    /// The JSON array of `spans`, ready to post.
-    pub(crate) fn encode(&self, spans: &[SpanData]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(spans.len() * SPAN_SIZE_HINT + 2);
-        // Non-string attribute values are formatted here first; one buffer serves the whole batch.
-        let mut scratch = String::new();
-        out.push(b'[');
-        for (index, span) in spans.iter().enumerate() {
-            if index > 0 {
-                out.push(b',');
-            }
-            self.span(&mut out, &mut scratch, span);
-        }
-        out.push(b']');
-        out
-    }
-
-    fn span(&self, out: &mut Vec<u8>, scratch: &mut String, span: &SpanData) {
+    /// Appends `span` as one JSON object; a batch is these objects in a JSON array.
+    pub(crate) fn span(&self, out: &mut Vec<u8>, span: &SpanData) {
         let trace_id = span.span_context.trace_id().to_bytes();
         let significant = if trace_id[..8] == [0; 8] {
             &trace_id[8..]
@@ -98,7 +83,7 @@ impl Encoder {
         out.push(b',');
         out.extend_from_slice(&self.local_endpoint);
         annotations(out, span);
-        let debug = tags(out, scratch, span);
+        let debug = tags(out, span);
         if debug {
             out.extend_from_slice(br#","debug":true"#);
         }
@@ -136,7 +121,9 @@ fn annotations(out: &mut Vec<u8>, span: &SpanData) {
 }
 
 /// Writes `"tags":{…}` unless there are none; returns whether the span carries the debug mark.
-fn tags(out: &mut Vec<u8>, scratch: &mut String, span: &SpanData) -> bool {
+fn tags(out: &mut Vec<u8>, span: &SpanData) -> bool {
+    // For the rare attribute that is neither text nor an integer; empty until one comes.
+    let mut scratch = String::new();
     let mut debug = false;
     let mut first = true;
     let mut tag = |out: &mut Vec<u8>, key: &str, value: &str| {
@@ -237,7 +224,15 @@ mod tests {
     }
 
     fn encode(spans: &[SpanData]) -> Json {
-        let body = Encoder::new("settings \"eu\"").encode(spans);
+        let encoder = Encoder::new("settings \"eu\"");
+        let mut body = b"[".to_vec();
+        for (index, span) in spans.iter().enumerate() {
+            if index > 0 {
+                body.push(b',');
+            }
+            encoder.span(&mut body, span);
+        }
+        body.push(b']');
         serde_json::from_slice(&body).unwrap_or_else(|error| {
             panic!("{error}: {}", String::from_utf8_lossy(&body));
         })
@@ -387,10 +382,5 @@ mod tests {
             crate::telemetry::redact::MASK
         );
         assert_eq!(encoded[0]["tags"]["note"], "line\nbreak \"quoted\" \u{1}");
-    }
-
-    #[test]
-    fn an_empty_batch_is_an_empty_array() {
-        assert_eq!(encode(&[]), json!([]));
     }
 }

@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use super::format::{self, Clock, EventType, Header, Severity};
 use super::writer::LogWriter;
+use crate::telemetry::json;
 use crate::telemetry::redact::redact;
 
 /// The `tracing` target, and the line's `subject`.
@@ -54,7 +55,7 @@ impl AccessLog {
     /// Formats and queues `line`; under overload the writer may drop it, and counts it.
     pub(crate) fn write(&self, line: &AccessLine<'_>) {
         let time = SystemTime::now();
-        format::with_thread_buffers(&LINE, |(buf, clock): &mut (Vec<u8>, Clock)| {
+        json::with_thread_buffers(&LINE, |(buf, clock): &mut (Vec<u8>, Clock)| {
             buf.clear();
             self.format(buf, clock, time, line);
             self.writer.write_line(line.severity, buf);

@@ -162,25 +162,6 @@ fn write_padded(out: &mut [u8], mut value: u32) {
     }
 }
 
-/// Runs `format` on this thread's buffers in `buffers`, reused from line to line. A `Debug` impl that logs
-/// while being formatted finds them borrowed, and a thread being torn down has none: both get fresh buffers
-/// rather than losing the line.
-pub(crate) fn with_thread_buffers<T: Default>(
-    buffers: &'static std::thread::LocalKey<std::cell::RefCell<T>>,
-    mut format: impl FnMut(&mut T),
-) {
-    let reused = buffers
-        .try_with(|cell| {
-            cell.try_borrow_mut()
-                .map(|mut reused| format(&mut reused))
-                .is_ok()
-        })
-        .unwrap_or(false);
-    if !reused {
-        format(&mut T::default());
-    }
-}
-
 /// The fixed keys of a line, in the order they are written.
 pub(crate) struct Header<'a> {
     /// The service name, already a JSON string with its quotes.

@@ -11,7 +11,7 @@ use tracing_subscriber::layer::{Context, Layer};
 
 use super::format::{self, Clock, EventType, Header, Severity};
 use super::writer::LogWriter;
-use crate::telemetry::{context, redact};
+use crate::telemetry::{context, json, redact};
 
 /// Keys every line has; an event field with one of these names is written as `field_<name>` instead.
 const RESERVED: [&str; 7] = ["time", "app", "body", "id", "severity", "subject", "type"];
@@ -95,7 +95,7 @@ thread_local! {
 
 impl<S: Subscriber> Layer<S> for JsonLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        format::with_thread_buffers(&SCRATCH, |scratch: &mut Scratch| {
+        json::with_thread_buffers(&SCRATCH, |scratch: &mut Scratch| {
             let severity = self.format(event, scratch);
             self.writer.write_line(severity, &scratch.line);
         });
