@@ -4,8 +4,9 @@
 //! context, the request id, and the headers the platform asks every service to forward from an inbound request
 //! to each outbound request it causes. The log layer reads the trace id from it, and the outbound
 //! [`Client`](crate::http::Client) reads the headers to forward. It is a task-local rather than a tracing
-//! span because it costs nothing when no span is sampled; it is also put in the request extensions, for
-//! handlers that hand work to another task (`Extension<Arc<RequestContext>>`, then [`scope`]).
+//! span because it costs nothing when no span is sampled. A handler that hands work to another task takes the
+//! context with [`current`] and runs that work in [`scope`], so that its logs and calls still belong to the
+//! request.
 //!
 //! [`RequestTelemetryLayer`]: crate::telemetry::RequestTelemetryLayer
 
@@ -132,6 +133,24 @@ impl RequestContext {
 }
 
 /// Runs `future` with `context` as the current request context.
+///
+/// # Example
+///
+/// Work a handler hands to another task stays part of the request: its log lines carry the request's
+/// trace id, and the outbound client forwards the request's headers.
+///
+/// ```
+/// use telemed_kit::telemetry::context;
+///
+/// async fn handler() -> &'static str {
+///     let audit = async { tracing::info!("audited") };
+///     match context::current() {
+///         Some(request) => tokio::spawn(context::scope(request, audit)),
+///         None => tokio::spawn(audit),
+///     };
+///     "accepted"
+/// }
+/// ```
 pub fn scope<F: Future>(
     context: Arc<RequestContext>,
     future: F,
