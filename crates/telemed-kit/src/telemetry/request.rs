@@ -340,7 +340,7 @@ fn access_log(
                             severity: Severity::from_level($level),
                             kind: EventType::$kind,
                             body: $body,
-                            trace_id: context.trace_id(),
+                            trace_id: context.trace_id.as_ref(),
                             http_method: method,
                             uri_path: route,
                             status,

@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use super::format::{self, Clock, EventType, Header, Severity};
 use super::writer::LogWriter;
+use crate::telemetry::b3::TraceIdText;
 use crate::telemetry::json;
 use crate::telemetry::redact::redact;
 
@@ -25,7 +26,7 @@ pub(crate) struct AccessLine<'a> {
     pub(crate) kind: EventType,
     /// One of the kit's fixed messages: plain text, nothing to escape or redact.
     pub(crate) body: &'static str,
-    pub(crate) trace_id: Option<&'a str>,
+    pub(crate) trace_id: Option<&'a TraceIdText>,
     pub(crate) http_method: &'a str,
     pub(crate) uri_path: &'a str,
     pub(crate) status: u16,

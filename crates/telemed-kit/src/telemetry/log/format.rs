@@ -5,6 +5,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::telemetry::b3::TraceIdText;
+
 pub(crate) use crate::telemetry::json::{escape, integer, string};
 
 /// The `severity` of a line, from least to most severe.
@@ -169,7 +171,7 @@ pub(crate) struct Header<'a> {
     /// The message, already escaped, without quotes.
     pub(crate) body: &'a [u8],
     /// The request's trace id, or `None` outside a request (then the key is left out).
-    pub(crate) id: Option<&'a str>,
+    pub(crate) id: Option<&'a TraceIdText>,
     pub(crate) severity: Severity,
     pub(crate) subject: &'a str,
     pub(crate) kind: EventType,
@@ -191,8 +193,10 @@ pub(crate) fn begin_line(
     buf.extend_from_slice(header.body);
     buf.push(b'"');
     if let Some(id) = header.id {
-        buf.extend_from_slice(b",\"id\":");
-        string(buf, id);
+        // Hex digits only: nothing to escape.
+        buf.extend_from_slice(b",\"id\":\"");
+        buf.extend_from_slice(id.as_str().as_bytes());
+        buf.push(b'"');
     }
     buf.extend_from_slice(b",\"severity\":\"");
     buf.extend_from_slice(header.severity.as_str().as_bytes());

@@ -148,7 +148,7 @@ impl JsonLayer {
             let header = Header {
                 app: self.writer.app_json(),
                 body,
-                id: current.and_then(|current| current.trace_id()),
+                id: current.and_then(|current| current.trace_id.as_ref()),
                 severity,
                 subject: metadata.target(),
                 kind,
