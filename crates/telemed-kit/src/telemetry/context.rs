@@ -151,12 +151,12 @@ impl RequestContext {
 ///     "accepted"
 /// }
 /// ```
-pub fn scope<F: Future>(
-    context: Arc<RequestContext>,
-    future: F,
-) -> impl Future<Output = F::Output> {
+pub fn scope<F: Future>(context: Arc<RequestContext>, future: F) -> Scoped<F> {
     CURRENT.scope(context, future)
 }
+
+/// A future running with a request context as the current one: what [`scope`] returns.
+pub type Scoped<F> = tokio::task::futures::TaskLocalFuture<Arc<RequestContext>, F>;
 
 /// Calls `f` with the current request context, or `None` outside a request.
 pub fn with_current<R>(f: impl FnOnce(Option<&RequestContext>) -> R) -> R {

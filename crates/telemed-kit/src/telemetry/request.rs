@@ -20,15 +20,20 @@
 //! The layer must sit inside the router (`Router::layer`), where axum has matched the route.
 
 use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, LazyLock, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::extract::MatchedPath;
-use futures_util::future::{BoxFuture, Either};
+use futures_util::future::Either;
 use http::{HeaderValue, Method, Request, Response, header};
+use opentelemetry::context::WithContext;
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _};
 use opentelemetry::{KeyValue, Value};
+use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use super::Telemetry;
@@ -37,7 +42,7 @@ use super::context::{self, RequestContext, X_REQUEST_ID};
 use super::log::{ACCESS_TARGET, AccessLine, AccessLog, EventType, Severity};
 use super::redact;
 use crate::health::is_probe_path;
-use crate::metrics::{Label, METRICS_PATH, Metrics, RouteInFlight, RouteMetrics};
+use crate::metrics::{InFlight, Label, METRICS_PATH, Metrics, RouteInFlight, RouteMetrics};
 
 /// Longest inbound `x-request-id` passed on; a longer or non-printable one is replaced by a fresh id.
 const MAX_REQUEST_ID: usize = 128;
@@ -78,15 +83,11 @@ pub struct RequestTelemetry<S> {
 
 impl<S, B, ResBody> Service<Request<B>> for RequestTelemetry<S>
 where
-    S: Service<Request<B>, Response = Response<ResBody>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    B: Send + 'static,
-    ResBody: Send + 'static,
+    S: Service<Request<B>, Response = Response<ResBody>>,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+    type Future = context::Scoped<ResponseFuture<S::Future>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -179,41 +180,112 @@ where
             Either::Right(response)
         };
         let scoped = context.clone();
-        Box::pin(context::scope(scoped, async move {
-            let mut result = response.await;
-            if let Ok(response) = &mut result {
-                let status = response.status().as_u16();
-                response.headers_mut().insert(X_REQUEST_ID, request_id);
-                let span = context.otel.span();
-                if span.is_recording() {
-                    span.set_attribute(KeyValue::new(
-                        "http.response.status_code",
-                        i64::from(status),
-                    ));
-                    if status >= 500 {
-                        span.set_status(Status::error(""));
-                    }
-                }
-                span.end();
-                let elapsed = started.elapsed();
-                if let Some(answered) = answered {
-                    answered.finished(status, elapsed);
-                }
-                if !quiet || status >= 400 {
-                    access_log(
-                        access.as_ref(),
-                        &method,
-                        route.as_str(),
-                        status,
-                        elapsed,
-                        user_agent.as_ref(),
-                        &context,
-                    );
-                }
+        context::scope(
+            scoped,
+            ResponseFuture {
+                inner: response,
+                finish: Some(Finish {
+                    started,
+                    context,
+                    request_id,
+                    method,
+                    route,
+                    user_agent,
+                    access,
+                    answered,
+                    quiet,
+                    _in_flight: in_flight,
+                }),
+            },
+        )
+    }
+}
+
+pin_project! {
+    /// Response future of [`RequestTelemetry`]: once the response is there, it echoes `x-request-id`, ends
+    /// the server span, counts the request and writes the access-log line. It runs inside the request's
+    /// [`context::scope`], so that whatever it logs carries the request's trace id.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: Either<WithContext<F>, F>,
+        finish: Option<Finish>,
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("finished", &self.finish.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, ResBody, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut result = std::task::ready!(this.inner.poll(cx));
+        // A request that failed below this layer or was cut off ends here too: its in-flight count drops with
+        // `finish`, and its span ends when the span is dropped.
+        if let Some(finish) = this.finish.take()
+            && let Ok(response) = &mut result
+        {
+            finish.answered(response);
+        }
+        Poll::Ready(result)
+    }
+}
+
+/// What a request keeps for its end, from the start of [`RequestTelemetry::call`].
+struct Finish {
+    started: Instant,
+    context: Arc<RequestContext>,
+    request_id: HeaderValue,
+    method: Method,
+    route: Label,
+    user_agent: Option<HeaderValue>,
+    access: Option<AccessLog>,
+    answered: Option<RouteMetrics>,
+    /// A probe or a scrape: access-logged only when it fails.
+    quiet: bool,
+    /// Held for its drop, which takes the request out of the route's in-flight gauge.
+    _in_flight: Option<InFlight>,
+}
+
+impl Finish {
+    fn answered<ResBody>(self, response: &mut Response<ResBody>) {
+        let status = response.status().as_u16();
+        response.headers_mut().insert(X_REQUEST_ID, self.request_id);
+        let span = self.context.otel.span();
+        if span.is_recording() {
+            span.set_attribute(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            ));
+            if status >= 500 {
+                span.set_status(Status::error(""));
             }
-            drop(in_flight);
-            result
-        }))
+        }
+        span.end();
+        let elapsed = self.started.elapsed();
+        if let Some(answered) = self.answered {
+            answered.finished(status, elapsed);
+        }
+        if !self.quiet || status >= 400 {
+            access_log(
+                self.access.as_ref(),
+                &self.method,
+                self.route.as_str(),
+                status,
+                elapsed,
+                self.user_agent.as_ref(),
+                &self.context,
+            );
+        }
     }
 }
 
