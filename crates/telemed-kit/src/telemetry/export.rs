@@ -143,7 +143,9 @@ impl Collector {
         })
     }
 
-    fn post(&mut self, body: Vec<u8>) -> Result<(), ExportError> {
+    /// Posts `body`. The request gets a copy made on this thread: the batch's own buffer stays with the
+    /// processor for reuse (`export::batch`).
+    fn post(&mut self, body: &[u8]) -> Result<(), ExportError> {
         let (runtime, client) = match &mut self.client {
             Some(built) => built,
             None => {
@@ -163,7 +165,7 @@ impl Collector {
         let request = client
             .post(self.endpoint.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
-            .body(body);
+            .body(body.to_vec());
         // `send` starts the request's timer at once, so it is called inside the runtime.
         let response = runtime
             .block_on(async { request.send().await })

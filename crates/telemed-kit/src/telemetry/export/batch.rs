@@ -30,6 +30,14 @@ use super::zipkin::{Encoder, SPAN_SIZE_HINT};
 use super::{EXPORT_BATCH_SIZE, EXPORT_INTERVAL, MAX_QUEUED_SPANS};
 use crate::telemetry::json;
 
+/// Emptied batch buffers kept for reuse: enough for the batch being filled and the one being posted.
+///
+/// Reusing them is not only about allocating less. A buffer is filled on a request thread and would be
+/// freed on the poster thread, in the request thread's allocator arena: glibc then takes that arena's lock
+/// and may give memory back to the system while holding it (`madvise`, seen with strace under load), so
+/// the request thread's next allocation waited for the poster's system call.
+const SPARE_BUFFERS: usize = 4;
+
 /// How long [`SpanProcessor::force_flush`], which has no time limit of its own, waits for the collector.
 const FORCE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -43,7 +51,7 @@ impl BatchProcessor {
     /// Starts the poster thread, which calls `post` with each batch: a JSON array of encoded spans.
     pub(crate) fn start<E: std::fmt::Display>(
         encoder: Encoder,
-        mut post: impl FnMut(Vec<u8>) -> Result<(), E> + Send + 'static,
+        mut post: impl FnMut(&[u8]) -> Result<(), E> + Send + 'static,
     ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             encoder,
@@ -135,6 +143,8 @@ struct State {
     filling_spans: usize,
     /// Sealed batches, oldest first, waiting for the poster.
     waiting: VecDeque<Batch>,
+    /// Emptied batch buffers, for the next batches to fill.
+    spare: Vec<Vec<u8>>,
     /// Spans in `filling` and `waiting`: what [`MAX_QUEUED_SPANS`] bounds.
     queued_spans: usize,
     /// Batches sealed and batches posted (or given up) since the start: what a flush waits on.
@@ -163,7 +173,12 @@ impl State {
             return false;
         }
         if self.filling.is_empty() {
-            self.filling.reserve(EXPORT_BATCH_SIZE * SPAN_SIZE_HINT);
+            if self.filling.capacity() == 0 {
+                self.filling = self
+                    .spare
+                    .pop()
+                    .unwrap_or_else(|| Vec::with_capacity(EXPORT_BATCH_SIZE * SPAN_SIZE_HINT));
+            }
             self.filling.push(b'[');
         } else {
             self.filling.push(b',');
@@ -199,16 +214,21 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn post_loop<E: std::fmt::Display>(&self, post: &mut impl FnMut(Vec<u8>) -> Result<(), E>) {
+    fn post_loop<E: std::fmt::Display>(&self, post: &mut impl FnMut(&[u8]) -> Result<(), E>) {
         let mut failing = false;
         let mut last_post = Instant::now();
         let mut state = self.lock();
         loop {
             if let Some(batch) = state.waiting.pop_front() {
                 drop(state);
-                let result = post(batch.body);
+                let result = post(&batch.body);
                 last_post = Instant::now();
+                let mut body = batch.body;
+                body.clear();
                 state = self.lock();
+                if state.spare.len() < SPARE_BUFFERS {
+                    state.spare.push(body);
+                }
                 state.queued_spans -= batch.spans;
                 state.done += 1;
                 self.posted.notify_all();
@@ -288,12 +308,12 @@ mod tests {
         gate: Option<mpsc::Receiver<()>>,
     ) -> (SdkTracerProvider, mpsc::Receiver<Vec<serde_json::Value>>) {
         let (posted, batches) = mpsc::channel();
-        let processor = BatchProcessor::start(Encoder::new("batch-test"), move |body: Vec<u8>| {
+        let processor = BatchProcessor::start(Encoder::new("batch-test"), move |body: &[u8]| {
             if let Some(gate) = &gate {
                 gate.recv().map_err(|_| "gate closed")?;
             }
             let spans: Vec<serde_json::Value> =
-                serde_json::from_slice(&body).map_err(|_| "not a JSON array")?;
+                serde_json::from_slice(body).map_err(|_| "not a JSON array")?;
             posted.send(spans).map_err(|_| "test ended")
         })
         .unwrap();
