@@ -153,12 +153,12 @@ impl Collector {
                     .enable_all()
                     .build()
                     .map_err(|error| ExportError::Client(error.to_string()))?;
-                // The client's connector and timers belong to the runtime current when it is built.
-                let _entered = runtime.enter();
-                let client = reqwest::Client::builder()
-                    .timeout(EXPORT_TIMEOUT)
-                    .build()
-                    .map_err(|error| ExportError::Client(causes(error)))?;
+                let client = {
+                    // The client's connector and timers belong to the runtime current when it is built.
+                    let _entered = runtime.enter();
+                    reqwest::Client::builder().timeout(EXPORT_TIMEOUT).build()
+                }
+                .map_err(|error| ExportError::Client(causes(error)))?;
                 self.client.insert((runtime, client))
             }
         };

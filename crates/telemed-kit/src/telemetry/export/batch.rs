@@ -68,13 +68,16 @@ impl BatchProcessor {
 
     /// Seals the batch being filled and waits until every batch sealed so far is posted (or given up).
     fn flush(&self, timeout: Duration) -> OTelSdkResult {
-        let deadline = Instant::now() + timeout;
+        // A timeout too long to add to the clock (`Duration::MAX`) means no deadline.
+        let deadline = Instant::now().checked_add(timeout);
         let mut state = self.shared.lock();
         state.seal();
         let target = state.sealed;
         self.shared.sealed.notify_one();
         while state.done < target {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.map_or(timeout, |deadline| {
+                deadline.saturating_duration_since(Instant::now())
+            });
             if left.is_zero() {
                 return Err(OTelSdkError::Timeout(timeout));
             }
@@ -361,6 +364,10 @@ mod tests {
         // Nothing is posted empty.
         provider.force_flush().unwrap();
         assert!(batches.try_recv().is_err());
+        // A time limit too long for the clock is no limit, not a panic.
+        end_spans(&provider, 1);
+        provider.shutdown_with_timeout(Duration::MAX).unwrap();
+        assert_eq!(batches.try_recv().map(|batch| batch.len()), Ok(1));
     }
 
     #[test]
