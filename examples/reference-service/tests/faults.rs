@@ -336,40 +336,24 @@ fn a_silent_zipkin_collector_costs_spans_not_latency() {
     assert_eq!(call(&service, "GET", "/livez", &[], b"").status, 200);
 }
 
-/// A collector that answers every post 202, on `listener`, until the test ends.
-fn accept_spans(listener: TcpListener) {
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { break };
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(&stream);
-                loop {
-                    let mut length = 0;
-                    let mut line = String::new();
-                    while reader.read_line(&mut line).is_ok_and(|read| read > 0) {
-                        if line == "\r\n" {
-                            break;
-                        }
-                        if let Some((name, value)) = line.split_once(':')
-                            && name.eq_ignore_ascii_case("content-length")
-                        {
-                            length = value.trim().parse().unwrap();
-                        }
-                        line.clear();
-                    }
-                    if line != "\r\n" {
-                        return;
-                    }
-                    let mut body = vec![0; length];
-                    std::io::Read::read_exact(&mut reader, &mut body).unwrap();
-                    let answer = b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n";
-                    if std::io::Write::write_all(&mut &stream, answer).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
+/// A Zipkin collector on `port` that takes every batch (202), while the returned runtime lives.
+fn accept_spans(port: u16) -> tokio::runtime::Runtime {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
+        .unwrap();
+    let collector = axum::Router::new().route(
+        "/api/v2/spans",
+        axum::routing::post(|_spans: axum::body::Bytes| async { axum::http::StatusCode::ACCEPTED }),
+    );
+    runtime.spawn(async move {
+        let _ = axum::serve(listener, collector).await;
     });
+    runtime
 }
 
 #[test]
@@ -420,22 +404,19 @@ fn a_zipkin_collector_that_is_down_costs_spans_not_latency_and_its_return_is_rep
     );
 
     // The collector comes up: the next post goes through and says how many spans were lost meanwhile.
-    accept_spans(TcpListener::bind(("127.0.0.1", port)).unwrap());
-    let mut lines = Vec::new();
-    while !lines
-        .iter()
-        .any(|line: &Value| line["body"] == "span export works again")
-    {
+    let _collector = accept_spans(port);
+    let recovered = loop {
         for _ in 0..25 {
             read_within_a_second(&service);
         }
-        lines = common::json_lines(&service);
+        if let Some(line) = common::json_lines(&service)
+            .into_iter()
+            .find(|line| line["body"] == "span export works again")
+        {
+            break line;
+        }
         assert!(Instant::now() < deadline, "export never recovered");
-    }
-    let recovered = lines
-        .iter()
-        .find(|line| line["body"] == "span export works again")
-        .unwrap();
+    };
     assert!(
         recovered["spans_lost"]
             .as_u64()
