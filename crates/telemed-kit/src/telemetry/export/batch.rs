@@ -141,7 +141,8 @@ struct Shared {
 
 #[derive(Debug, Default)]
 struct State {
-    /// `[` and the spans of the batch being filled, comma-separated; empty when it holds none.
+    /// `[` and the spans of the batch being filled, comma-separated; empty, with no buffer, when it holds
+    /// none.
     filling: Vec<u8>,
     filling_spans: usize,
     /// Sealed batches, oldest first, waiting for the poster.
@@ -175,13 +176,12 @@ impl State {
             self.lost += 1;
             return false;
         }
-        if self.filling.is_empty() {
-            if self.filling.capacity() == 0 {
-                self.filling = self
-                    .spare
-                    .pop()
-                    .unwrap_or_else(|| Vec::with_capacity(EXPORT_BATCH_SIZE * SPAN_SIZE_HINT));
-            }
+        if self.filling_spans == 0 {
+            // `seal` left an empty vector without a buffer.
+            self.filling = self
+                .spare
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(EXPORT_BATCH_SIZE * SPAN_SIZE_HINT));
             self.filling.push(b'[');
         } else {
             self.filling.push(b',');
