@@ -22,6 +22,10 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 step "tests (the examples under examples/ run as real processes here too)"
 cargo test --workspace --all-features --locked
 
+step "the kit without its default features (no Zipkin export)"
+cargo clippy -p telemed-kit --no-default-features --all-targets --locked -- -D warnings
+cargo test -p telemed-kit --no-default-features --lib --locked
+
 step "reference service again, with every cache disabled"
 CACHE_DISABLED=true cargo test -p reference-service --all-features --locked
 

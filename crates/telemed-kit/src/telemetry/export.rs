@@ -54,7 +54,7 @@ pub struct ExportSettings {
     /// `OTEL_EXPORTER_ZIPKIN_ENDPOINT`: the collector's span endpoint, such as
     /// `http://zipkin.istio-system:9411/api/v2/spans`. Defaults to unset: no spans are exported, and the
     /// inbound trace context is forwarded unchanged.
-    pub zipkin_endpoint: Option<String>,
+    pub zipkin_endpoint: Option<reqwest::Url>,
 }
 
 impl ExportSettings {
@@ -64,16 +64,17 @@ impl ExportSettings {
             "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
             "an http:// or https:// URL such as http://zipkin:9411/api/v2/spans",
             |raw| {
-                // Parsed as the exporter's HTTP client will, so that what passes here can be posted to.
                 let url = reqwest::Url::parse(raw).ok()?;
                 let scheme_ok = matches!(url.scheme(), "http" | "https");
-                (scheme_ok && url.host().is_some()).then(|| raw.to_owned())
+                (scheme_ok && url.host().is_some()).then_some(url)
             },
         )?;
-        if zipkin_endpoint.is_some() && !cfg!(feature = "zipkin") {
+        if let Some(endpoint) = &zipkin_endpoint
+            && !cfg!(feature = "zipkin")
+        {
             return Err(ConfigError::invalid(
                 "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
-                zipkin_endpoint.as_deref().unwrap_or_default(),
+                endpoint.as_str(),
                 "unset: this binary was built without the kit's `zipkin` feature",
             ));
         }
@@ -91,7 +92,7 @@ pub(crate) fn tracer_provider(
     let Some(endpoint) = &settings.zipkin_endpoint else {
         return Ok(None);
     };
-    let mut collector = Collector::new(endpoint)?;
+    let mut collector = Collector::new(endpoint.clone());
     let processor = batch::BatchProcessor::start(zipkin::Encoder::new(service_name), move |body| {
         collector.post(body)
     })
@@ -134,13 +135,11 @@ struct Collector {
 
 #[cfg(feature = "zipkin")]
 impl Collector {
-    fn new(endpoint: &str) -> Result<Self, super::TelemetryError> {
-        let endpoint = reqwest::Url::parse(endpoint)
-            .map_err(|error| super::TelemetryError::Exporter(error.to_string()))?;
-        Ok(Self {
+    fn new(endpoint: reqwest::Url) -> Self {
+        Self {
             endpoint,
             client: None,
-        })
+        }
     }
 
     /// Posts `body`. The request gets a copy made on this thread: the batch's own buffer stays with the
@@ -208,17 +207,26 @@ fn causes(error: reqwest::Error) -> String {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "zipkin")]
     #[test]
-    fn the_endpoint_must_be_an_http_url_with_a_host() {
+    fn an_http_endpoint_with_a_host_is_taken() {
         let endpoint = "http://zipkin.istio-system:9411/api/v2/spans";
         let settings = ExportSettings::from_env(&Env::from_pairs([(
             "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
             endpoint,
         )]));
         assert_eq!(
-            settings.ok().and_then(|s| s.zipkin_endpoint).as_deref(),
+            settings
+                .ok()
+                .and_then(|s| s.zipkin_endpoint)
+                .as_ref()
+                .map(reqwest::Url::as_str),
             Some(endpoint)
         );
+    }
+
+    #[test]
+    fn the_endpoint_must_be_an_http_url_with_a_host() {
         for bad in [
             "zipkin:9411",
             "ftp://zipkin/api",
@@ -237,5 +245,22 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    #[cfg(not(feature = "zipkin"))]
+    #[test]
+    fn without_the_zipkin_feature_an_endpoint_is_refused_not_ignored() {
+        let error = ExportSettings::from_env(&Env::from_pairs([(
+            "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
+            "http://zipkin:9411/api/v2/spans",
+        )]))
+        .unwrap_err();
+        assert_eq!(error.variable(), "OTEL_EXPORTER_ZIPKIN_ENDPOINT");
+        assert!(
+            error
+                .to_string()
+                .contains("without the kit's `zipkin` feature"),
+            "{error}"
+        );
     }
 }
