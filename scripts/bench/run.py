@@ -383,8 +383,8 @@ def markdown(results: dict) -> str:
     steal = max(r["steal_pct"] for name in rounds for r in rounds[name])
     if max(bare_rps) > 1.15 * min(bare_rps) or steal > 5:
         lines += ["", f"**Warning: the machine was busy during this run** (bare axum's throughput varied by "
-                  f"{100 * (max(bare_rps) / min(bare_rps) - 1):.0f} % between rounds; up to {steal:.0f} % of the "
-                  "server CPU's time was stolen by the hypervisor). Do not trust these ratios; run again."]
+                  f"{100 * (max(bare_rps) / min(bare_rps) - 1):.0f} % between rounds, and the hypervisor took up to "
+                  f"{steal:.1f} % of the server CPU's time). Do not trust these ratios; run again."]
     return "\n".join(lines) + "\n"
 
 
