@@ -475,7 +475,7 @@ fn new_request_id() -> HeaderValue {
 
 /// Whether a hyphenated UUID has digits where a CPR number could stand: `DDMMYY-SSSS` fits only across the
 /// end of the first group and the whole second, ten digits in a row only in the last group (the others are
-/// four digits long). About 39 ids in 40 have neither and skip redaction's full check.
+/// four characters long). About 39 ids in 40 have neither and skip redaction's full check.
 fn may_hold_cpr(id: &[u8]) -> bool {
     let digits = |from: usize, to: usize| {
         id.get(from..to)
