@@ -4,7 +4,7 @@ Run with: scripts/bench.sh [--rounds N --duration S ...] (it builds both binarie
 
 - Throughput and latency: wrk (keep-alive, 64 connections, one thread) on `GET /`, the servers pinned to one
   core and wrk plus the Zipkin sink to the other; bare, kit, kit with metrics off, bare, ... for several rounds;
-  medians. The
+  medians. A run during which the hypervisor took more than STEAL_LIMIT_PCT of the server CPU is repeated. The
   kit runs in production shape: JSON logs on (stdout to a file), every request sampled (B3 `X-B3-Sampled: 1`
   from wrk, ratio 1) and exported to a local sink (scripts/bench/sink.py) that discards spans.
 - Startup: exec to the first 200 from /livez, polled in a tight loop from the other core, export configured;
@@ -35,6 +35,12 @@ LOAD_CPU = 1
 TICKS = os.sysconf("SC_CLK_TCK")
 
 TARGETS = {"rps_ratio": 0.5, "p99_ratio": 2.0, "startup_ms": 20.0, "idle_rss_mib": 10.0}
+# A p99 over a 10 s run is the slowest 100 ms of request time: a hypervisor that takes half a percent of the
+# server's vCPU (50 ms, in slices of milliseconds that stall every connection in flight) lands right in it. Every
+# round recorded with more than this much steal had a p99 well above its run's other rounds, for either server
+# (docs/performance.md), so such a run measures the host, not the server, and is repeated.
+STEAL_LIMIT_PCT = 0.5
+ATTEMPTS = 3
 
 
 def pinned(cpu: int):
@@ -173,33 +179,48 @@ def load(args, workdir: Path, sink_port: int) -> dict:
                         workdir / "kit-no-metrics.log", "/livez")
     servers = {"bare": bare, "kit": kit, "kit_no_metrics": no_metrics}
     rounds: dict[str, list[dict]] = {name: [] for name in servers}
+    repeated: list[dict] = []
     try:
         for server in servers.values():
             wrk(server.port, args.warmup, args.connections)
-        for _ in range(args.rounds):
+        for number in range(1, args.rounds + 1):
             for name, server in servers.items():
-                spans_before = http_json(sink_port, "/stats")["spans"]
-                lines_before = count_lines(server.log)
-                cpu_before, threads_before = server.cpu_seconds(), server.thread_cpu()
-                result = wrk(server.port, args.duration, args.connections)
-                result["cpu_us_per_request"] = (server.cpu_seconds() - cpu_before) / result["requests"] * 1e6
-                result["thread_us_per_request"] = {
-                    name: (cpu - threads_before.get(name, 0.0)) / result["requests"] * 1e6
-                    for name, cpu in server.thread_cpu().items()
-                }
-                if name == "kit":
-                    # Let the exporter's last batch land before counting what reached the sink.
-                    time.sleep(args.settle)
-                    result["spans_exported"] = http_json(sink_port, "/stats")["spans"] - spans_before
-                    result["log_lines"] = count_lines(server.log) - lines_before
+                result = measure(server, args, sink_port if name == "kit" else None)
+                for discarded in result.pop("discarded"):
+                    repeated.append({"round": number, "server": name, **discarded})
                 rounds[name].append(result)
-                if result["socket_errors"] or result["non_2xx"]:
-                    raise SystemExit(f"{name}: errors under load: {result}")
         rss_after = {name: server.status("VmHWM") for name, server in servers.items()}
     finally:
         for server in servers.values():
             server.stop()
-    return {"rounds": rounds, "peak_rss_kib": rss_after}
+    return {"rounds": rounds, "repeated": repeated, "peak_rss_kib": rss_after}
+
+
+def measure(server: Server, args, sink_port: int | None) -> dict:
+    """One wrk run on `server` with its CPU per request (and, given the sink, what it logged and exported),
+    repeated while the hypervisor took more than STEAL_LIMIT_PCT of the server CPU; the runs given up on are
+    in "discarded"."""
+    discarded = []
+    while True:
+        spans_before = http_json(sink_port, "/stats")["spans"] if sink_port else 0
+        lines_before = count_lines(server.log)
+        cpu_before, threads_before = server.cpu_seconds(), server.thread_cpu()
+        result = wrk(server.port, args.duration, args.connections)
+        result["cpu_us_per_request"] = (server.cpu_seconds() - cpu_before) / result["requests"] * 1e6
+        result["thread_us_per_request"] = {
+            name: (cpu - threads_before.get(name, 0.0)) / result["requests"] * 1e6
+            for name, cpu in server.thread_cpu().items()
+        }
+        if sink_port:
+            # Let the exporter's last batch land before counting what reached the sink.
+            time.sleep(args.settle)
+            result["spans_exported"] = http_json(sink_port, "/stats")["spans"] - spans_before
+            result["log_lines"] = count_lines(server.log) - lines_before
+        if result["socket_errors"] or result["non_2xx"]:
+            raise SystemExit(f"{server.name}: errors under load: {result}")
+        if result["steal_pct"] <= STEAL_LIMIT_PCT or len(discarded) == ATTEMPTS - 1:
+            return {**result, "discarded": discarded}
+        discarded.append({k: result[k] for k in ("rps", "p99_ms", "steal_pct")})
 
 
 # What each part of the kit costs: the full configuration with logs and/or export switched off.
@@ -223,10 +244,7 @@ def breakdown(args, workdir: Path, sink_port: int) -> dict:
         server = Server(name, [args.kit], env, workdir / "variant.log", "/livez")
         try:
             wrk(server.port, args.warmup, args.connections)
-            cpu_before = server.cpu_seconds()
-            result = wrk(server.port, args.duration, args.connections)
-            result["cpu_us_per_request"] = (server.cpu_seconds() - cpu_before) / result["requests"] * 1e6
-            results[name] = result
+            results[name] = measure(server, args, None)
         finally:
             server.stop()
     return results
@@ -379,6 +397,13 @@ def markdown(results: dict) -> str:
     for i, (b, k) in enumerate(zip(rounds["bare"], rounds["kit"]), 1):
         lines.append(f"| {i} | {b['rps']:,.0f} | {k['rps']:,.0f} | {b['p99_ms']:.2f} | {k['p99_ms']:.2f} | "
                      f"{b['steal_pct']:.1f} %, {k['steal_pct']:.1f} % |")
+    repeats = [f"{r['server'].replace('_', ' ')} in round {r['round']} ({r['steal_pct']:.1f} % steal, "
+               f"{r['rps']:,.0f} req/s, p99 {r['p99_ms']:.2f} ms)" for r in results["load"]["repeated"]]
+    repeats += [f"{name} ({r['steal_pct']:.1f} % steal, {r['rps']:,.0f} req/s, p99 {r['p99_ms']:.2f} ms)"
+                for name, result in results["breakdown"].items() for r in result["discarded"]]
+    if repeats:
+        lines += ["", f"Repeated because the hypervisor took more than {STEAL_LIMIT_PCT} % of the server CPU's "
+                  "time (the run's figures above are from the repeat): " + "; ".join(repeats) + "."]
     if why := busy(results):
         lines += ["", f"**Warning: the machine was busy during this run** ({why}). Do not trust these ratios; "
                   "run again."]
@@ -387,14 +412,14 @@ def markdown(results: dict) -> str:
 
 def busy(results: dict) -> str | None:
     """Why the run's ratios cannot be trusted, or None: bare axum's throughput varied by more than 15 % between
-    rounds, or the hypervisor took more than 5 % of the server CPU's time."""
+    rounds, or a round kept more than STEAL_LIMIT_PCT of steal after its last attempt."""
     rounds = results["load"]["rounds"]
     bare_rps = [r["rps"] for r in rounds["bare"]]
     steal = max(r["steal_pct"] for name in rounds for r in rounds[name])
-    if max(bare_rps) <= 1.15 * min(bare_rps) and steal <= 5:
+    if max(bare_rps) <= 1.15 * min(bare_rps) and steal <= STEAL_LIMIT_PCT:
         return None
     return (f"bare axum's throughput varied by {100 * (max(bare_rps) / min(bare_rps) - 1):.0f} % between rounds, "
-            f"and the hypervisor took up to {steal:.1f} % of the server CPU's time")
+            f"and the hypervisor took up to {steal:.1f} % of the server CPU's time in a round kept")
 
 
 def main() -> None:
