@@ -203,7 +203,7 @@ def measure(server: Server, args, sink_port: int | None) -> dict:
     discarded = []
     while True:
         spans_before = http_json(sink_port, "/stats")["spans"] if sink_port else 0
-        lines_before = count_lines(server.log)
+        log_size_before = server.log.stat().st_size
         cpu_before, threads_before = server.cpu_seconds(), server.thread_cpu()
         result = wrk(server.port, args.duration, args.connections)
         result["cpu_us_per_request"] = (server.cpu_seconds() - cpu_before) / result["requests"] * 1e6
@@ -215,7 +215,7 @@ def measure(server: Server, args, sink_port: int | None) -> dict:
             # Let the exporter's last batch land before counting what reached the sink.
             time.sleep(args.settle)
             result["spans_exported"] = http_json(sink_port, "/stats")["spans"] - spans_before
-            result["log_lines"] = count_lines(server.log) - lines_before
+            result["log_lines"] = count_lines(server.log, log_size_before)
         if result["socket_errors"] or result["non_2xx"]:
             raise SystemExit(f"{server.name}: errors under load: {result}")
         if result["steal_pct"] <= STEAL_LIMIT_PCT or len(discarded) == ATTEMPTS - 1:
@@ -250,8 +250,11 @@ def breakdown(args, workdir: Path, sink_port: int) -> dict:
     return results
 
 
-def count_lines(path: Path) -> int:
+def count_lines(path: Path, start: int) -> int:
+    """Lines written to the log `path` after byte `start`: the file only grows, so a run's lines are read once,
+    not the whole log before and after each run."""
     with path.open("rb") as file:
+        file.seek(start)
         return sum(chunk.count(b"\n") for chunk in iter(lambda: file.read(1 << 20), b""))
 
 
@@ -397,10 +400,10 @@ def markdown(results: dict) -> str:
     for i, (b, k) in enumerate(zip(rounds["bare"], rounds["kit"]), 1):
         lines.append(f"| {i} | {b['rps']:,.0f} | {k['rps']:,.0f} | {b['p99_ms']:.2f} | {k['p99_ms']:.2f} | "
                      f"{b['steal_pct']:.1f} %, {k['steal_pct']:.1f} % |")
-    repeats = [f"{r['server'].replace('_', ' ')} in round {r['round']} ({r['steal_pct']:.1f} % steal, "
-               f"{r['rps']:,.0f} req/s, p99 {r['p99_ms']:.2f} ms)" for r in results["load"]["repeated"]]
-    repeats += [f"{name} ({r['steal_pct']:.1f} % steal, {r['rps']:,.0f} req/s, p99 {r['p99_ms']:.2f} ms)"
-                for name, result in results["breakdown"].items() for r in result["discarded"]]
+    figures = lambda r: f"({r['steal_pct']:.1f} % steal, {r['rps']:,.0f} req/s, p99 {r['p99_ms']:.2f} ms)"
+    repeats = [f"{r['server'].replace('_', ' ')} in round {r['round']} {figures(r)}"
+               for r in results["load"]["repeated"]]
+    repeats += [f"{name} {figures(r)}" for name, result in results["breakdown"].items() for r in result["discarded"]]
     if repeats:
         lines += ["", f"Repeated because the hypervisor took more than {STEAL_LIMIT_PCT} % of the server CPU's "
                   "time (the run's figures above are from the repeat): " + "; ".join(repeats) + "."]
