@@ -18,5 +18,5 @@ async fn main() -> ExitCode {
         settings.port = 8090;
     }
     let service = Service::from_settings(settings).unwrap_or_else(|error| error.exit());
-    service.run(telemed_kit::kvstore::standin::router()).await
+    service.run(kvstore_standin::router()).await
 }

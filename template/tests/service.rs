@@ -24,7 +24,7 @@ fn kvstore_url() -> String {
             .unwrap();
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let router = telemed_kit::kvstore::standin::router();
+            let router = kvstore_standin::router();
             telemed_kit::axum::serve(listener, router).await.unwrap();
         });
     });

@@ -142,6 +142,14 @@ def test_the_kit_comes_from_the_workspace_repository_unless_a_path_is_given(gene
         assert git["git"] == repository, section
         local = tomllib.loads((service(generated, "demo-svc") / "Cargo.toml").read_text())[section]["telemed-kit"]
         assert Path(local["path"]) == ROOT / "crates" / "telemed-kit", section
+    # The key-value store stand-in, a crate of the same repository, comes the same way, for the tests only.
+    git = tomllib.loads((service(generated, "git-svc") / "Cargo.toml").read_text())
+    assert git["dev-dependencies"]["kvstore-standin"]["git"] == repository
+    assert "kvstore-standin" not in git["dependencies"]
+    local = tomllib.loads((service(generated, "demo-svc") / "Cargo.toml").read_text())
+    assert Path(local["dev-dependencies"]["kvstore-standin"]["path"]).resolve() == ROOT / "crates" / "kvstore-standin"
+    lean = tomllib.loads((service(generated, "lean-svc") / "Cargo.toml").read_text())
+    assert "kvstore-standin" not in lean["dev-dependencies"]
 
 
 @pytest.mark.parametrize("variant", ["demo-svc", "lean-svc"])

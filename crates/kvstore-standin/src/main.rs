@@ -4,7 +4,7 @@
 //! Run with: `cargo run -p kvstore-standin` (listens on `PORT`, default 8090)
 //!
 //! It is a kit service like any other (same configuration, logs, probes and graceful shutdown), serving
-//! [`telemed_kit::kvstore::standin::router`]; the contract and the test hooks are described there and in
+//! [`kvstore_standin::router`]; the contract and the test hooks are described there and in
 //! `docs/kvstore.md`. It is never part of the container image or the chart: it keeps values in memory, checks
 //! no token, and lets anyone inject faults.
 
@@ -25,5 +25,5 @@ async fn main() -> ExitCode {
         settings.port = DEFAULT_PORT;
     }
     let service = Service::from_settings(settings).unwrap_or_else(|error| error.exit());
-    service.run(telemed_kit::kvstore::standin::router()).await
+    service.run(kvstore_standin::router()).await
 }

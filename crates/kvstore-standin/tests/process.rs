@@ -9,7 +9,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use telemed_kit::kvstore::standin::Stats;
+use kvstore_standin::Stats;
 
 struct Standin {
     child: Child,

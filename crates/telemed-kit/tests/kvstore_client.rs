@@ -1,6 +1,6 @@
 //! `KvStore` over real HTTP, built the way a service builds it (`KvStoreSettings` and `ClientSettings` from an
 //! `Env`, the kit's outbound `Client`):
-//! - against the stand-in (`telemed_kit::kvstore::standin`), served by the kit's own accept loop on
+//! - against the stand-in (`kvstore_standin`), served by the kit's own accept loop on
 //!   127.0.0.1:0: the contract's happy path, media types, ETags and the statuses it produces;
 //! - against a misbehaving server written here on a raw `TcpListener`: slow, closing the connection, invalid
 //!   bodies, and every status of `docs/kvstore.md` whatever the stand-in can be made to answer.
@@ -23,10 +23,10 @@ use axum::routing::get;
 use bytes::Bytes;
 use http::{Request, StatusCode, header};
 use hyper_util::server::graceful::GracefulShutdown;
+use kvstore_standin::{Failure, Faults, StandIn};
 use telemed_kit::config::{Env, ServiceIdentity};
 use telemed_kit::http::server::{OpenConnections, serve};
 use telemed_kit::http::{Client, ClientSettings};
-use telemed_kit::kvstore::standin::{Failure, Faults, StandIn};
 use telemed_kit::kvstore::{
     Auth, ETag, KvError, KvStore, KvStoreSettings, MAX_VALUE_BYTES, MediaType,
 };

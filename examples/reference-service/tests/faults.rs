@@ -18,8 +18,8 @@ use common::{
     get_setting, put_setting, resident_bytes, service_command, service_env, start_service, text,
     wait_for_lines, wait_for_store_up,
 };
+use kvstore_standin::{Failure, Faults};
 use serde_json::Value;
-use telemed_kit::kvstore::standin::{Failure, Faults};
 use telemed_kit::testing::{HttpResponse, ServiceProcess, free_port, http_request};
 
 /// How the store misbehaves.

@@ -1,16 +1,10 @@
 //! The eHealth key-value store: `/properties/{application}/{key}`, for small shared configuration values.
 //!
 //! The contract the kit assumes (statuses, ETags, `If-Match`, media types, limits) is written down in
-//! `docs/kvstore.md`; [`KvStore`] follows it, and the in-memory stand-in in `standin` (feature
-//! `kvstore-standin`) implements it for tests and local development.
-//!
-//! # Layout
-//! - [`client`]: the typed client ([`KvStore`]), its settings and errors.
-//! - `standin` (feature `kvstore-standin`): the stand-in server.
+//! `docs/kvstore.md`; [`KvStore`] follows it, and the in-memory stand-in in `crates/kvstore-standin` implements it
+//! for tests and local development.
 
-pub mod client;
-#[cfg(feature = "kvstore-standin")]
-pub mod standin;
+mod client;
 
 pub use client::{
     Auth, ETag, Entry, KvError, KvStore, KvStoreSettings, MAX_KEY_LEN, MAX_VALUE_BYTES, MediaType,

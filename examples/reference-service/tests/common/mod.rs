@@ -24,8 +24,8 @@ use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use kvstore_standin::StandIn;
 use serde_json::Value;
-use telemed_kit::kvstore::standin::StandIn;
 use telemed_kit::testing::{HttpResponse, ServiceProcess, http_request};
 
 /// The service binary under test.

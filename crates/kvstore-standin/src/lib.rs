@@ -1,6 +1,6 @@
 //! An in-memory stand-in for the eHealth key-value store, for tests and local development only.
 //!
-//! The real store's API description is not published, so this module fixes the contract the kit's client
+//! The real store's API description is not published, so this crate fixes the contract the kit's client
 //! follows, and answers it over real HTTP so that client tests exercise real requests, real status codes and
 //! real faults (a delayed answer, a dropped connection). The contract, summarised (the full version, with
 //! examples, is `docs/kvstore.md`):
@@ -41,7 +41,7 @@
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
-//! use telemed_kit::kvstore::standin::StandIn;
+//! use kvstore_standin::StandIn;
 //!
 //! let standin = StandIn::new();
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -55,9 +55,13 @@
 //!
 //! # Never in production
 //!
-//! The stand-in is behind the `kvstore-standin` feature, which no production build enables, and its binary
-//! (`crates/kvstore-standin`) is not part of the container image or the chart. It keeps everything in memory,
-//! checks no token, and its hooks let anyone inject faults.
+//! The stand-in is a crate of its own, which services take as a dev-dependency only, and its binary is not part
+//! of the container image or the chart. It keeps everything in memory, checks no token, and its hooks let anyone
+//! inject faults.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![deny(unreachable_pub)]
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};

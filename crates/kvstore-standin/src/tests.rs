@@ -1,13 +1,12 @@
-//! The contract, checked over real HTTP: the stand-in runs in the kit's own accept loop on 127.0.0.1:0.
+//! The contract, checked over real HTTP: the stand-in is served by axum on 127.0.0.1:0.
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use hyper_util::server::graceful::GracefulShutdown;
 use reqwest::StatusCode as Status;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
+use tokio::task::AbortHandle;
 
 use super::*;
 
@@ -17,12 +16,12 @@ struct Server {
     addr: SocketAddr,
     standin: StandIn,
     client: reqwest::Client,
-    stop: CancellationToken,
+    serving: AbortHandle,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.stop.cancel();
+        self.serving.abort();
     }
 }
 
@@ -30,19 +29,13 @@ async fn start() -> Server {
     let standin = StandIn::new();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    let router = standin.router();
-    let serving = stop.clone();
-    tokio::spawn(async move {
-        let graceful = GracefulShutdown::new();
-        let open = crate::http::server::OpenConnections::default();
-        crate::http::server::serve(listener, router, serving, &graceful, &open).await;
-    });
+    let serving =
+        tokio::spawn(axum::serve(listener, standin.router()).into_future()).abort_handle();
     Server {
         addr,
         standin,
         client: reqwest::Client::new(),
-        stop,
+        serving,
     }
 }
 
