@@ -5,7 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use telemed_kit::config::{Env, ServiceInfo, Settings};
+use telemed_kit::ServiceSettings;
+use telemed_kit::config::{Env, ServiceInfo};
 
 const INFO: ServiceInfo = ServiceInfo {
     name: "fuzz-service",
@@ -20,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
         .map(|(name, value)| (name.to_owned(), value.to_owned()))
         .collect();
     let env = Env::from_pairs(pairs);
-    match Settings::from_env(&env, INFO) {
+    match ServiceSettings::from_env(&env, INFO) {
         Ok(settings) => {
             let shutdown = &settings.shutdown;
             assert!(shutdown.delay < shutdown.grace_period, "delay must leave room to drain");

@@ -5,14 +5,14 @@
 
 use std::process::ExitCode;
 
-use telemed_kit::Service;
-use telemed_kit::config::{Env, Settings};
+use telemed_kit::config::Env;
+use telemed_kit::{Service, ServiceSettings};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let env = Env::process();
     let mut settings =
-        Settings::from_env(&env, telemed_kit::service_info!()).unwrap_or_else(|error| error.exit());
+        ServiceSettings::from_env(&env, telemed_kit::service_info!()).unwrap_or_else(|error| error.exit());
     // The service under development has the kit's default port; the stand-in runs beside it.
     if matches!(env.raw("PORT"), Ok(None)) {
         settings.port = 8090;

@@ -10,8 +10,8 @@
 
 use std::process::ExitCode;
 
-use telemed_kit::Service;
-use telemed_kit::config::{Env, Settings};
+use telemed_kit::config::Env;
+use telemed_kit::{Service, ServiceSettings};
 
 /// The kit's default port (8080) belongs to the service under development; the stand-in runs beside it.
 const DEFAULT_PORT: u16 = 8090;
@@ -19,8 +19,8 @@ const DEFAULT_PORT: u16 = 8090;
 #[tokio::main]
 async fn main() -> ExitCode {
     let env = Env::process();
-    let mut settings =
-        Settings::from_env(&env, telemed_kit::service_info!()).unwrap_or_else(|error| error.exit());
+    let mut settings = ServiceSettings::from_env(&env, telemed_kit::service_info!())
+        .unwrap_or_else(|error| error.exit());
     if matches!(env.raw("PORT"), Ok(None)) {
         settings.port = DEFAULT_PORT;
     }

@@ -1,37 +1,42 @@
 //! Configuration from environment variables, validated before anything binds.
 //!
-//! Every module reads its own variables through an [`Env`], which parses each value once, names the variable
-//! in any error, and remembers which variables were read (so the documentation can be checked against the
-//! code). [`Settings`] gathers the kit-wide values; a misconfiguration becomes a [`ConfigError`], which
-//! [`ConfigError::exit`] reports as one line before ending the process with exit code 2.
+//! Every part of the kit reads its own variables through an [`Env`], which parses each value once, names the
+//! variable in any error, and remembers which variables were read (so the documentation can be checked against
+//! the code). A misconfiguration becomes a [`ConfigError`], which [`ConfigError::exit`] reports as one line in
+//! the eHealth logging model before ending the process with exit code 2.
+//!
+//! This module is the kit's foundation: every other part imports it, and it imports nothing of the kit but
+//! [`redact`](crate::redact), so that a value in an error message is masked like any other output. The settings
+//! of each part live with that part ([`ShutdownSettings`](crate::shutdown::ShutdownSettings), ...);
+//! [`ServiceSettings`](crate::ServiceSettings) gathers them for [`Service`](crate::Service).
 //!
 //! # Example
 //!
 //! ```
-//! use telemed_kit::config::{Env, Settings};
+//! use std::time::Duration;
+//! use telemed_kit::config::{Env, ServiceIdentity};
 //!
-//! let env = Env::from_pairs([("PORT", "9000"), ("SHUTDOWN_DELAY", "2s")]);
-//! let settings = Settings::from_env(&env, telemed_kit::service_info!()).unwrap();
-//! assert_eq!(settings.port, 9000);
-//! assert_eq!(settings.shutdown.delay, std::time::Duration::from_secs(2));
+//! // A variable of the service's own, read and checked like the kit's.
+//! const POLL_INTERVAL: &str = "POLL_INTERVAL";
+//!
+//! let env = Env::from_pairs([("OTEL_SERVICE_NAME", "patient-reminders"), (POLL_INTERVAL, "2s")]);
+//! let identity = ServiceIdentity::from_env(&env, telemed_kit::service_info!()).unwrap();
+//! assert_eq!(identity.name, "patient-reminders");
+//! assert_eq!(env.duration_or(POLL_INTERVAL, Duration::from_secs(10)).unwrap(), Duration::from_secs(2));
 //!
 //! let env = Env::from_pairs([("PORT", "http")]);
-//! let error = Settings::from_env(&env, telemed_kit::service_info!()).unwrap_err();
+//! let error = env.port_or("PORT", 8080).unwrap_err();
 //! assert_eq!(error.to_string(), r#"PORT="http": expected a port number from 1 to 65535"#);
 //! ```
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
+use std::io::Write as _;
 use std::str::FromStr;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::cache::CacheSettings;
-use crate::health::HealthSettings;
-use crate::http::ClientSettings;
-use crate::metrics::MetricsSettings;
-use crate::shutdown::ShutdownSettings;
-use crate::telemetry::TelemetrySettings;
+use crate::redact::redact;
 
 /// Name and version of the service binary, captured at compile time by [`service_info!`](crate::service_info).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +89,7 @@ impl ConfigError {
     pub fn invalid(variable: &str, value: &str, expected: impl Into<String>) -> Self {
         Self::Invalid {
             variable: variable.to_owned(),
-            value: crate::telemetry::redact::redact(value).into_owned(),
+            value: redact(value).into_owned(),
             expected: expected.into(),
         }
     }
@@ -107,10 +112,9 @@ impl ConfigError {
     /// Reports the error as one log line on stdout and ends the process with exit code 2.
     ///
     /// Logging is not set up yet when configuration fails (its own variables may be the bad ones), so the line
-    /// is written directly in the eHealth logging model's shape.
+    /// is written directly in the eHealth logging model's shape; see [`exit_misconfigured`].
     pub fn exit(&self) -> ! {
-        crate::telemetry::log::write_startup_error(&self.to_string());
-        std::process::exit(2)
+        exit_misconfigured(self)
     }
 }
 
@@ -246,33 +250,18 @@ impl Env {
         self.parse_with(name, expected, parse)?
             .ok_or_else(|| ConfigError::missing(name, expected))
     }
-}
 
-/// Parses a TCP port: 1 to 65535.
-pub(crate) fn parse_port(raw: &str) -> Option<u16> {
-    raw.parse().ok().filter(|port| *port != 0)
-}
+    /// A TCP port (1 to 65535), or `default` when unset.
+    pub fn port_or(&self, name: &str, default: u16) -> Result<u16, ConfigError> {
+        Ok(self.port(name)?.unwrap_or(default))
+    }
 
-/// The kit-wide configuration, read by [`Service::from_env`](crate::Service::from_env).
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct Settings {
-    /// `PORT`: the port for the application routes and the probes, on IPv4 and IPv6. Defaults to 8080.
-    pub port: u16,
-    /// Name and version of the service; the name is overridden by `OTEL_SERVICE_NAME`.
-    pub service: ServiceIdentity,
-    /// Shutdown timing.
-    pub shutdown: ShutdownSettings,
-    /// Probe timing.
-    pub health: HealthSettings,
-    /// Logs, propagation and export.
-    pub telemetry: TelemetrySettings,
-    /// The outbound HTTP client.
-    pub client: ClientSettings,
-    /// Caches (`CACHE_DISABLED`).
-    pub cache: CacheSettings,
-    /// Prometheus metrics.
-    pub metrics: MetricsSettings,
+    /// A TCP port (1 to 65535), or `None` when unset.
+    pub fn port(&self, name: &str) -> Result<Option<u16>, ConfigError> {
+        self.parse_with(name, "a port number from 1 to 65535", |raw| {
+            raw.parse().ok().filter(|port| *port != 0)
+        })
+    }
 }
 
 /// The name and version the service reports in logs, traces, `User-Agent` and `GET /`.
@@ -284,12 +273,9 @@ pub struct ServiceIdentity {
     pub version: String,
 }
 
-impl Settings {
-    /// Reads and validates every kit variable; the first problem found is returned.
+impl ServiceIdentity {
+    /// The binary's name and version, with the name replaced by `OTEL_SERVICE_NAME` when set.
     pub fn from_env(env: &Env, info: ServiceInfo) -> Result<Self, ConfigError> {
-        let port = env
-            .parse_with("PORT", "a port number from 1 to 65535", parse_port)?
-            .unwrap_or(8080);
         let name = env
             .parse_with(
                 "OTEL_SERVICE_NAME",
@@ -297,19 +283,9 @@ impl Settings {
                 |raw| valid_service_name(raw).then(|| raw.to_owned()),
             )?
             .unwrap_or_else(|| info.name.to_owned());
-        let service = ServiceIdentity {
+        Ok(Self {
             name,
             version: info.version.to_owned(),
-        };
-        Ok(Self {
-            port,
-            shutdown: ShutdownSettings::from_env(env)?,
-            health: HealthSettings::from_env(env)?,
-            telemetry: TelemetrySettings::from_env(env, &service)?,
-            client: ClientSettings::from_env(env, &service)?,
-            cache: CacheSettings::from_env(env)?,
-            metrics: MetricsSettings::from_env(env, port)?,
-            service,
         })
     }
 }
@@ -322,73 +298,137 @@ fn valid_service_name(raw: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// Reports a startup failure as one `high`/`alarm` line on stdout and ends the process with exit code 2: the one
+/// body of [`ConfigError::exit`] and [`ServiceError::exit`](crate::ServiceError::exit).
+///
+/// It runs before logging is set up (the log's own variables may be the bad ones), so it writes the line itself,
+/// synchronously, in the eHealth logging model's shape. `app` is `OTEL_SERVICE_NAME` if set (even if it is the
+/// invalid value being reported), else the name of the executable.
+pub fn exit_misconfigured(error: &dyn fmt::Display) -> ! {
+    let app = std::env::var("OTEL_SERVICE_NAME")
+        .ok()
+        .filter(|name| !name.trim().is_empty())
+        .or_else(|| {
+            std::env::args_os().next().and_then(|program| {
+                std::path::Path::new(&program)
+                    .file_name()
+                    .map(|name| name.to_string_lossy().into_owned())
+            })
+        })
+        .unwrap_or_default();
+    let line = startup_error_line(&app, &error.to_string(), SystemTime::now());
+    let mut stdout = std::io::stdout().lock();
+    // Nothing is left to report a failed write to: the process ends either way.
+    let _ = stdout.write_all(line.as_bytes());
+    let _ = stdout.flush();
+    std::process::exit(2)
+}
+
+/// The last instant RFC 3339 can write with a four-digit year: 9999-12-31T23:59:59Z.
+const LAST_WRITABLE_SECOND: u64 = 253_402_300_799;
+
+fn startup_error_line(app: &str, message: &str, time: SystemTime) -> String {
+    // humantime panics on a time before the epoch; a wrong time is better than no line.
+    let time = time.clamp(
+        UNIX_EPOCH,
+        UNIX_EPOCH + Duration::from_secs(LAST_WRITABLE_SECOND),
+    );
+    let json = |text: &str| serde_json::Value::from(text).to_string();
+    format!(
+        "{{\"time\":\"{}\",\"app\":{},\"body\":{},\"severity\":\"high\",\"subject\":\"telemed_kit::config\",\"type\":\"alarm\"}}\n",
+        humantime::format_rfc3339_micros(time),
+        json(app),
+        json(&redact(message)),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        Settings::from_env(
-            &Env::from_pairs(pairs.iter().copied()),
-            crate::service_info!(),
-        )
-    }
-
     #[test]
-    fn defaults_hold_without_any_variable() {
-        let settings = settings(&[]).unwrap();
-        assert_eq!(settings.port, 8080);
-        assert_eq!(settings.service.name, "telemed-kit");
-        assert_eq!(settings.shutdown.grace_period, Duration::from_secs(10));
-        assert_eq!(settings.shutdown.delay, Duration::from_secs(3));
-        assert_eq!(
-            settings.health.liveness_stall_threshold,
-            Duration::from_secs(5)
-        );
-    }
-
-    #[test]
-    fn each_bad_value_names_variable_value_and_expectation() {
-        let cases = [
-            ("PORT", "0", "a port number from 1 to 65535"),
-            ("PORT", "65536", "a port number from 1 to 65535"),
-            ("OTEL_SERVICE_NAME", "my service", "a service name"),
-            (
-                "SHUTDOWN_GRACE_PERIOD",
-                "10",
-                "a duration such as 500ms or 10s",
-            ),
-            ("SHUTDOWN_DELAY", "soon", "a duration such as 500ms or 10s"),
-            (
-                "LIVENESS_STALL_THRESHOLD",
-                "-1s",
-                "a duration such as 500ms or 10s",
-            ),
-        ];
-        for (variable, value, expected) in cases {
-            let line = settings(&[(variable, value)]).unwrap_err().to_string();
+    fn ports_and_service_names_name_variable_value_and_expectation() {
+        let env = Env::from_pairs([("PORT", "0"), ("ADMIN_PORT", "65536"), ("SPARE", "9000")]);
+        for name in ["PORT", "ADMIN_PORT"] {
+            let line = env.port(name).unwrap_err().to_string();
+            assert!(line.starts_with(&format!("{name}=")), "{line}");
             assert!(
-                line.starts_with(&format!("{variable}={value:?}: expected ")),
+                line.ends_with(": expected a port number from 1 to 65535"),
                 "{line}"
             );
-            assert!(line.contains(expected), "{line}");
-            assert!(!line.contains('\n'));
+        }
+        assert_eq!(env.port_or("SPARE", 1).unwrap(), 9000);
+        assert_eq!(env.port_or("UNSET", 8080).unwrap(), 8080);
+
+        let info = crate::service_info!();
+        let identity = ServiceIdentity::from_env(&Env::from_pairs::<&str, &str>([]), info).unwrap();
+        assert_eq!(
+            (identity.name.as_str(), identity.version.as_str()),
+            (info.name, info.version)
+        );
+        for bad in ["my service", "a/b", &"x".repeat(64)] {
+            let error =
+                ServiceIdentity::from_env(&Env::from_pairs([("OTEL_SERVICE_NAME", bad)]), info)
+                    .unwrap_err();
+            assert_eq!(error.variable(), "OTEL_SERVICE_NAME");
+            assert!(!error.to_string().contains('\n'));
         }
     }
 
     #[test]
-    fn delay_that_leaves_no_room_to_drain_is_rejected_with_the_reason() {
-        let error =
-            settings(&[("SHUTDOWN_GRACE_PERIOD", "5s"), ("SHUTDOWN_DELAY", "4s")]).unwrap_err();
-        assert_eq!(error.variable(), "SHUTDOWN_DELAY");
-        assert!(error.to_string().contains("at most 2s 500ms"), "{error}");
+    fn a_value_in_an_error_is_redacted() {
+        let error = Env::from_pairs([("KVSTORE_URL", "https://kv?token=s3cret 0101901234")])
+            .required("KVSTORE_URL", "a URL", |_| None::<()>)
+            .unwrap_err();
+        let line = error.to_string();
+        assert!(
+            !line.contains("s3cret") && !line.contains("0101901234"),
+            "{line}"
+        );
     }
 
     #[test]
     fn env_records_every_name_read() {
         let env = Env::from_pairs([("PORT", "1")]);
-        Settings::from_env(&env, crate::service_info!()).unwrap();
-        let names = env.names_read();
-        assert!(names.contains(&"PORT".to_owned()));
-        assert!(names.contains(&"SHUTDOWN_DELAY".to_owned()));
+        env.port("PORT").unwrap();
+        env.bool_or("FEATURE", false).unwrap();
+        assert_eq!(env.names_read(), ["FEATURE", "PORT"]);
+    }
+
+    #[test]
+    fn startup_error_has_the_line_shape() {
+        let time = SystemTime::UNIX_EPOCH + Duration::from_micros(1_551_430_706_986_123);
+        let line = startup_error_line(
+            "svc",
+            "PORT=\"x\": expected a port\nnumber for 0101901234",
+            time,
+        );
+        assert!(line.ends_with("}\n") && line.matches('\n').count() == 1);
+        let object: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(line.trim_end()).unwrap();
+        assert_eq!(object["time"], "2019-03-01T08:58:26.986123Z");
+        assert_eq!(object["app"], "svc");
+        assert_eq!(
+            object["body"],
+            "PORT=\"x\": expected a port\nnumber for xxxxxxxxxx"
+        );
+        assert_eq!(object["severity"], "high");
+        assert_eq!(object["type"], "alarm");
+        assert_eq!(object["subject"], "telemed_kit::config");
+        assert_eq!(
+            object.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+            BTreeSet::from(["time", "app", "body", "severity", "subject", "type"])
+        );
+        // A clock before the epoch or past year 9999 still gives a line.
+        for time in [
+            UNIX_EPOCH - Duration::from_secs(1),
+            UNIX_EPOCH + Duration::from_secs(LAST_WRITABLE_SECOND * 10),
+        ] {
+            let line = startup_error_line("svc", "bad", time);
+            assert!(
+                serde_json::from_str::<serde_json::Value>(line.trim_end()).is_ok(),
+                "{line}"
+            );
+        }
     }
 }

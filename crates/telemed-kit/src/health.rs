@@ -473,7 +473,7 @@ fn log_transition(
             check = name,
             required = check.required,
             duration_ms,
-            error = %crate::telemetry::redact::redact(&error.to_string()),
+            error = %crate::redact::redact(&error.to_string()),
             "readiness check failed"
         ),
         (_, _) => tracing::warn!(

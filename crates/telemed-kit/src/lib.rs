@@ -41,6 +41,7 @@ pub mod health;
 pub mod http;
 pub mod kvstore;
 pub mod metrics;
+pub mod redact;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]
@@ -49,7 +50,7 @@ pub mod testing;
 mod service;
 
 pub use config::ConfigError;
-pub use service::{Service, ServiceError};
+pub use service::{Service, ServiceError, ServiceSettings};
 
 pub use reqwest;
 

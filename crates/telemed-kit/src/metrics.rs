@@ -49,7 +49,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::config::{ConfigError, Env, ServiceIdentity, parse_port};
+use crate::config::{ConfigError, Env, ServiceIdentity};
 use crate::telemetry::log::Severity;
 
 /// The path metrics are served on.
@@ -77,7 +77,11 @@ impl MetricsSettings {
         let port = env.parse_with(
             "METRICS_PORT",
             "a port number from 1 to 65535, other than PORT",
-            |raw| parse_port(raw).filter(|port| *port != app_port),
+            |raw| {
+                raw.parse()
+                    .ok()
+                    .filter(|port| ![0, app_port].contains(port))
+            },
         )?;
         Ok(Self { enabled, port })
     }

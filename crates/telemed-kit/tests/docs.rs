@@ -9,8 +9,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use telemed_kit::ConfigError;
+use telemed_kit::ServiceSettings;
 use telemed_kit::cache::CacheSettings;
-use telemed_kit::config::{Env, Settings};
+use telemed_kit::config::Env;
 use telemed_kit::kvstore::KvStoreSettings;
 
 fn root() -> PathBuf {
@@ -97,7 +98,7 @@ const KVSTORE_URL: (&str, &str) = ("KVSTORE_URL", "https://kvstore.example");
 /// Runs every reader of the kit's configuration over `env`, as a service that uses every part of the kit does at
 /// startup; returns everything read, as text, or the first error.
 fn read_all(env: &Env) -> Result<String, ConfigError> {
-    let settings = Settings::from_env(env, telemed_kit::service_info!())?;
+    let settings = ServiceSettings::from_env(env, telemed_kit::service_info!())?;
     let kvstore = KvStoreSettings::from_env(env, &settings.service)?;
     let cache = CacheSettings::from_env(env)?;
     Ok(format!("{settings:?} {kvstore:?} {cache:?}"))

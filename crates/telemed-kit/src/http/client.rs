@@ -14,7 +14,7 @@
 //! Connect and request timeouts come from `OUTBOUND_CONNECT_TIMEOUT` (default 1s) and `OUTBOUND_TIMEOUT`
 //! (default 5s). Errors are typed ([`ClientError`]) and name the target by scheme, host and path only: query
 //! strings and credentials never reach an error message, a log line or a span. The client span's `url.full`
-//! and error status are [redacted](crate::telemetry::redact) as well: a path can hold a CPR number.
+//! and error status are [redacted](crate::redact) as well: a path can hold a CPR number.
 //!
 //! Propagation is written here rather than taken from `reqwest-tracing`, which pins an older OpenTelemetry.
 //!
@@ -48,9 +48,9 @@ use opentelemetry::propagation::{Injector, TextMapPropagator};
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _};
 
 use crate::config::{ConfigError, Env, ServiceIdentity};
+use crate::redact::redact;
 use crate::telemetry::Telemetry;
 use crate::telemetry::context::{self, RequestContext};
-use crate::telemetry::redact::redact;
 
 /// Outbound client settings.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -49,7 +49,7 @@ impl Problem {
     /// A human-readable explanation for the client; it passes through redaction.
     pub fn detail(mut self, detail: impl Into<Cow<'static, str>>) -> Self {
         let detail = detail.into();
-        self.detail = Some(match crate::telemetry::redact::redact(&detail) {
+        self.detail = Some(match crate::redact::redact(&detail) {
             Cow::Borrowed(_) => detail,
             Cow::Owned(redacted) => Cow::Owned(redacted),
         });

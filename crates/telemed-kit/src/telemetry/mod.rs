@@ -2,7 +2,6 @@
 //!
 //! # Layout
 //! - [`log`]: one JSON object per line on stdout in the eHealth logging model, written off the request path.
-//! - [`redact`]: masking of credentials and CPR numbers, applied to every output.
 //! - [`b3`]: the spec-exact B3 propagator (single and multi headers).
 //! - [`sampler`]: the parent-based sampler that keeps the caller's B3 decision.
 //! - [`context`]: the current request's context (trace id, headers to forward), set by [`request`].
@@ -28,7 +27,6 @@ pub mod context;
 pub mod export;
 mod json;
 pub mod log;
-pub mod redact;
 pub mod request;
 pub mod sampler;
 
@@ -55,7 +53,7 @@ pub struct TelemetrySettings {
 
 impl TelemetrySettings {
     /// Reads the telemetry variables.
-    pub fn from_env(env: &Env, _service: &ServiceIdentity) -> Result<Self, ConfigError> {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             log: LogSettings::from_env(env)?,
             b3_inject: env.parse_or("B3_INJECT", B3Inject::default(), "multi, single or both")?,

@@ -40,9 +40,9 @@ use super::Telemetry;
 use super::b3::trace_id_text;
 use super::context::{self, RequestContext, X_REQUEST_ID};
 use super::log::{ACCESS_TARGET, AccessLine, AccessLog, EventType, Severity};
-use super::redact;
 use crate::health::is_probe_path;
 use crate::metrics::{InFlight, Label, METRICS_PATH, Metrics, RouteInFlight, RouteMetrics};
+use crate::redact;
 
 /// Longest inbound `x-request-id` passed on; a longer or non-printable one is replaced by a fresh id.
 const MAX_REQUEST_ID: usize = 128;

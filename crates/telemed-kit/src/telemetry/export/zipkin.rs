@@ -11,7 +11,7 @@
 //! - `localEndpoint.serviceName` is the service's name, so that the collector files the span under it.
 //! - the sampler's [`DEBUG_ATTRIBUTE`](crate::telemetry::sampler::DEBUG_ATTRIBUTE) becomes `"debug":true`.
 //! - every tag value, span name, status description and annotation passes through
-//!   [`redact`](crate::telemetry::redact::redact): a span attribute set by the service's own code reaches the
+//!   [`redact`](crate::redact::redact): a span attribute set by the service's own code reaches the
 //!   collector masked, however it was recorded.
 //! - a span with an error status gets the tags `otel.status_code` and `error` (the tag Zipkin marks failed
 //!   spans by), as the OpenTelemetry-to-Zipkin mapping specifies; an attribute named `error` is left out, so
@@ -24,8 +24,8 @@ use opentelemetry::trace::{SpanId, SpanKind, Status};
 use opentelemetry::{KeyValue, Value};
 use opentelemetry_sdk::trace::SpanData;
 
+use crate::redact::redact;
 use crate::telemetry::json;
-use crate::telemetry::redact::redact;
 use crate::telemetry::sampler::DEBUG_ATTRIBUTE;
 
 /// Bytes a typical server span takes, to size a batch's buffer in one allocation.
@@ -377,10 +377,7 @@ mod tests {
         ] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
-        assert_eq!(
-            encoded[0]["tags"]["patient"],
-            crate::telemetry::redact::MASK
-        );
+        assert_eq!(encoded[0]["tags"]["patient"], crate::redact::MASK);
         assert_eq!(encoded[0]["tags"]["note"], "line\nbreak \"quoted\" \u{1}");
     }
 }

@@ -12,9 +12,9 @@ use std::time::SystemTime;
 
 use super::format::{self, Clock, EventType, Header, Severity};
 use super::writer::LogWriter;
+use crate::redact::redact;
 use crate::telemetry::b3::TraceIdText;
 use crate::telemetry::json;
-use crate::telemetry::redact::redact;
 
 /// The `tracing` target, and the line's `subject`.
 pub(crate) const TARGET: &str = "access";

@@ -11,7 +11,8 @@ use tracing_subscriber::layer::{Context, Layer};
 
 use super::format::{self, Clock, EventType, Header, Severity};
 use super::writer::LogWriter;
-use crate::telemetry::{context, json, redact};
+use crate::redact;
+use crate::telemetry::{context, json};
 
 /// Keys every line has; an event field with one of these names is written as `field_<name>` instead.
 const RESERVED: [&str; 7] = ["time", "app", "body", "id", "severity", "subject", "type"];
@@ -70,7 +71,7 @@ impl JsonLayer {
         }
     }
 
-    /// Turns [redaction](crate::telemetry::redact) of the body and string fields on or off. It is on unless
+    /// Turns [redaction](crate::redact) of the body and string fields on or off. It is on unless
     /// turned off; turn it off only where no real data flows (a test of the masking itself, say).
     pub fn with_redaction(mut self, redact: bool) -> Self {
         self.redact = redact;

@@ -46,7 +46,7 @@
 //!   `critical`: nothing the caller logged is lost, and no key appears twice. When two fields still end up
 //!   with the same key (a field repeated, or `app` next to `field_app`), the first one wins.
 //! - A field named like a credential (a secret query parameter or a sensitive header, see
-//!   [`redact::is_sensitive_field`](crate::telemetry::redact::is_sensitive_field)) has its string value
+//!   [`redact::is_sensitive_field`](crate::redact::is_sensitive_field)) has its string value
 //!   masked whole.
 //! - Quotes, backslashes and control characters are escaped, so every line is one valid JSON object
 //!   whatever the message holds.
@@ -66,9 +66,7 @@
 //!
 //! `docs/logging.md` lists the extra keys the kit itself writes.
 
-use std::io::Write;
 use std::sync::OnceLock;
-use std::time::SystemTime;
 
 use tracing::Subscriber;
 use tracing_subscriber::Layer;
@@ -138,49 +136,4 @@ where
 pub(crate) fn installed(guard: &LogGuard) {
     // Only the first installation can succeed, so a second call has nothing to record.
     let _ = INSTALLED.set(guard.clone());
-}
-
-/// Writes one `high`/`alarm` line for a startup failure, synchronously, before logging is set up.
-///
-/// `app` is `OTEL_SERVICE_NAME` if set (even if it is the invalid value being reported), else the name of
-/// the executable.
-pub(crate) fn write_startup_error(message: &str) {
-    let app = std::env::var("OTEL_SERVICE_NAME")
-        .ok()
-        .filter(|name| !name.trim().is_empty())
-        .or_else(|| {
-            std::env::args_os().next().and_then(|program| {
-                std::path::Path::new(&program)
-                    .file_name()
-                    .map(|name| name.to_string_lossy().into_owned())
-            })
-        })
-        .unwrap_or_default();
-    let line = startup_error_line(&app, message, SystemTime::now());
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(&line);
-    let _ = stdout.flush();
-}
-
-fn startup_error_line(app: &str, message: &str, time: SystemTime) -> Vec<u8> {
-    let mut app_json = Vec::new();
-    format::string(&mut app_json, app);
-    let mut body = Vec::new();
-    format::escape(&mut body, &super::redact::redact(message));
-    let mut line = Vec::new();
-    format::begin_line(
-        &mut line,
-        &mut format::Clock::default(),
-        time,
-        &format::Header {
-            app: &app_json,
-            body: &body,
-            id: None,
-            severity: Severity::High,
-            subject: "telemed_kit::config",
-            kind: EventType::Alarm,
-        },
-    );
-    format::end_line(&mut line);
-    line
 }

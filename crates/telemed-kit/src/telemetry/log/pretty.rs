@@ -16,7 +16,7 @@ use tracing_subscriber::registry::LookupSpan;
 
 use super::format::Severity;
 use super::writer::LogWriter;
-use crate::telemetry::redact;
+use crate::redact;
 
 /// The human-readable layer, writing through `writer`.
 pub(super) fn layer<S>(writer: LogWriter) -> impl Layer<S> + Send + Sync

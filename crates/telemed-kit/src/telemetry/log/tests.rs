@@ -660,32 +660,6 @@ fn pretty_format_is_human_readable_redacted_and_queued() {
 }
 
 #[test]
-fn startup_error_has_the_line_shape() {
-    let time = SystemTime::UNIX_EPOCH + Duration::from_micros(1_551_430_706_986_123);
-    let line = startup_error_line(
-        "svc",
-        "PORT=\"x\": expected a port\nnumber for 0101901234",
-        time,
-    );
-    let line = String::from_utf8(line).unwrap();
-    assert!(line.ends_with("}\n") && line.matches('\n').count() == 1);
-    let object = checked_line(line.trim_end());
-    assert_eq!(object["time"], "2019-03-01T08:58:26.986123Z");
-    assert_eq!(object["app"], "svc");
-    assert_eq!(
-        object["body"],
-        "PORT=\"x\": expected a port\nnumber for xxxxxxxxxx"
-    );
-    assert_eq!(object["severity"], "high");
-    assert_eq!(object["type"], "alarm");
-    assert_eq!(object["subject"], "telemed_kit::config");
-    assert_eq!(
-        object.keys().map(String::as_str).collect::<BTreeSet<_>>(),
-        BTreeSet::from(["time", "app", "body", "severity", "subject", "type"])
-    );
-}
-
-#[test]
 fn an_event_without_a_message_takes_its_name_as_body() {
     let lines = lines(|| {
         tracing::error!(name: "BatchSpanProcessor.ExportError", error = "connection refused");

@@ -1,5 +1,9 @@
 //! The entry point: configuration, probes, server and shutdown wired together.
 
+mod settings;
+
+pub use settings::ServiceSettings;
+
 use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
@@ -13,7 +17,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::time::{sleep_until, timeout_at};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigError, Env, ServiceInfo, Settings};
+use crate::config::{ConfigError, Env, ServiceInfo};
 use crate::health::{Check, CheckError, HealthBuilder};
 use crate::http::server::{BodyReadTimeoutLayer, OpenConnections};
 use crate::http::{Client, Problem};
@@ -57,7 +61,7 @@ type StartupTask = (
 /// - 2: invalid configuration (from [`ConfigError::exit`]).
 /// - 128 + signal number: a second SIGTERM or SIGINT ended the process at once.
 pub struct Service {
-    settings: Settings,
+    settings: ServiceSettings,
     client: Client,
     telemetry: TelemetryGuard,
     health: HealthBuilder,
@@ -78,11 +82,11 @@ impl Service {
     ///
     /// Nothing is bound yet. Pass [`service_info!()`](crate::service_info).
     pub fn from_env(info: ServiceInfo) -> Result<Self, ServiceError> {
-        Self::from_settings(Settings::from_env(&Env::process(), info)?)
+        Self::from_settings(ServiceSettings::from_env(&Env::process(), info)?)
     }
 
     /// Like [`Service::from_env`], with settings already read.
-    pub fn from_settings(settings: Settings) -> Result<Self, ServiceError> {
+    pub fn from_settings(settings: ServiceSettings) -> Result<Self, ServiceError> {
         let metrics = Metrics::new(&settings.metrics, &settings.service);
         let telemetry = telemetry::init(&settings.telemetry, &settings.service, metrics)?;
         let client = Client::new(settings.client.clone(), telemetry.telemetry().clone());
@@ -97,7 +101,7 @@ impl Service {
     }
 
     /// The validated settings.
-    pub fn settings(&self) -> &Settings {
+    pub fn settings(&self) -> &ServiceSettings {
         &self.settings
     }
 
@@ -215,7 +219,7 @@ impl Service {
                         tracing::error!(
                             r#type = "alarm",
                             task = &*name,
-                            error = %telemetry::redact::redact(&error.to_string()),
+                            error = %crate::redact::redact(&error.to_string()),
                             "startup task failed: shutting down"
                         );
                         failed.store(true, Ordering::Release);
@@ -415,8 +419,7 @@ pub enum ServiceError {
 impl ServiceError {
     /// Reports the error as one line on stdout and ends the process with exit code 2.
     pub fn exit(&self) -> ! {
-        crate::telemetry::log::write_startup_error(&self.to_string());
-        std::process::exit(2)
+        crate::config::exit_misconfigured(self)
     }
 }
 

@@ -8,7 +8,7 @@
 //! # Example
 //!
 //! ```
-//! use telemed_kit::telemetry::redact::{header_value, query, redact};
+//! use telemed_kit::redact::{header_value, query, redact};
 //!
 //! assert_eq!(redact("patient 010203-1234 not found"), "patient xxxxxxxxxx not found");
 //! assert_eq!(redact("Authorization: Bearer eyJhbGciOi.x.y"), "Authorization: Bearer xxxxxxxxxx");
