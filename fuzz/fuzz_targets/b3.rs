@@ -25,8 +25,8 @@ use telemed_kit::opentelemetry::Context;
 use telemed_kit::opentelemetry::propagation::{Extractor, TextMapPropagator};
 use telemed_kit::opentelemetry::trace::{Span, TraceContextExt, Tracer, TracerProvider};
 use telemed_kit::opentelemetry_sdk::trace::SdkTracerProvider;
-use telemed_kit::telemetry::b3::{B3Context, B3Inject, B3Propagator, Sampling, trace_id_text};
-use telemed_kit::telemetry::sampler::{B3Sampler, SamplerSettings};
+use telemed_kit::telemetry::trace::b3::{B3Context, B3Inject, B3Propagator, Sampling, trace_id_text};
+use telemed_kit::telemetry::trace::{B3Sampler, SamplerSettings};
 
 const NAMES: [&str; 6] = [
     "b3",

@@ -3,7 +3,7 @@
 //! A foundation for telemedicine services on the Danish national eHealth Infrastructure (Kubernetes and Istio).
 //! It runs an axum [`Router`](axum::Router) the way the platform expects: configuration validated before
 //! anything binds, readiness and liveness probes, graceful shutdown inside the 10 s grace period, logs in the
-//! eHealth logging model.
+//! eHealth logging model, B3 trace propagation, Prometheus metrics.
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
@@ -16,20 +16,39 @@
 //! }
 //! ```
 //!
+//! [`Service`] composes the parts below and nothing else. A service that keeps its own `main`, subscriber and
+//! server adopts them one at a time instead: each part builds from its own settings and works alone
+//! (`docs/adopting.md` walks through it, and [`telemetry`] shows the logs, tracing and request telemetry
+//! composed by hand).
+//!
 //! # Layout
 //!
-//! In the order a request meets them:
-//! - [`config`]: every environment variable, parsed and validated once at startup, before anything binds.
-//! - [`http`]: the dual-stack listener and accept loop ([`http::server`]), then the server stack that
-//!   [`Service::run`] builds around your router, outermost first:
-//!   1. [`shutdown`]: the in-flight count, `Connection: close` once shutdown started, the drain token;
-//!   2. [`telemetry`]: B3 trace context in, request id, server span, access log, and [`metrics`];
+//! At the bottom, used by every part: [`config`] (reading and checking variables; imports nothing of the kit
+//! but [`redact`]) and [`redact`] (masking credentials and CPR numbers in every output).
+//!
+//! Then the parts, in the order a request meets them:
+//! - [`http`]: the dual-stack listener and the accept loop ([`http::serve`]), which the shutdown sequence
+//!   drains; then the server stack around the router, outermost first:
+//!   1. [`shutdown`]'s layer: the in-flight count, `Connection: close` once shutdown started, the drain token;
+//!   2. [`telemetry`]'s [`RequestTelemetryLayer`](telemetry::RequestTelemetryLayer): B3 trace context in,
+//!      request id, server span, access log, and the request [`metrics`];
 //!   3. a panic becomes a 500, and every plain-text error becomes [`http::Problem`] JSON;
 //!   4. the router: your routes, [`health`]'s `/healthz`, `/readyz`, `/livez`, and `/metrics`.
 //! - Your routes call other services through [`http::Client`] (trace context, request id, audit header and
 //!   `User-Agent` forwarded), read through a [`cache::Cache`], and keep state in the eHealth [`kvstore`].
-//! - [`Service`] wires all of it together and runs the shutdown sequence.
+//! - [`shutdown::Runner`] runs the server through the platform's shutdown sequence and gives the exit code.
+//! - [`Service`] wires all of it together; [`ServiceSettings`] reads every part's settings at once.
 //! - `testing` (feature `testing`): run a service binary as a real process in tests.
+//!
+//! No part imports one above it: `config` and `redact` at the bottom; `cache` and `health` on them; `metrics`
+//! on `cache`; `shutdown` on `health` and `metrics`; `telemetry` on `metrics` and `shutdown`; `http` on
+//! `telemetry` and `shutdown`; `kvstore` on `http`; `Service` on all.
+//!
+//! # Re-exports
+//!
+//! The crates whose types appear in the kit's public signatures are re-exported, so that a service uses the
+//! versions the kit was built with: [`axum`], [`opentelemetry`], [`opentelemetry_sdk`], [`prometheus_client`],
+//! [`reqwest`], [`tracing`], [`tracing_opentelemetry`] and [`tracing_subscriber`].
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -52,10 +71,11 @@ mod service;
 pub use config::ConfigError;
 pub use service::{Service, ServiceError, ServiceSettings};
 
-pub use reqwest;
-
 pub use axum;
 pub use opentelemetry;
 pub use opentelemetry_sdk;
+pub use prometheus_client;
+pub use reqwest;
 pub use tracing;
 pub use tracing_opentelemetry;
+pub use tracing_subscriber;

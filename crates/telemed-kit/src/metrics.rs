@@ -14,7 +14,7 @@
 //! | `cache_entries` | `cache` | entries held |
 //! | `shutdown_phase_duration_seconds` | `phase` | how long each shutdown phase took |
 //! | `shutdown_requests_cut_off` | | requests still running at the deadline |
-//! | `log_lines_dropped_total` | `severity` | log lines dropped under overload |
+//! | `log_lines_dropped_total` | `severity` | log lines dropped under overload (registered by the log part, [`Logs::count_drops_in`](crate::telemetry::log::Logs::count_drops_in)) |
 //! | `process_resident_memory_bytes`, `process_open_fds`, `process_start_time_seconds` | | the process |
 //! | `build_info` | `version`, `revision` | always 1 |
 //!
@@ -32,7 +32,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
@@ -47,10 +47,9 @@ use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::config::{ConfigError, Env, ServiceIdentity};
-use crate::telemetry::log::Severity;
 
 /// The path metrics are served on.
 pub const METRICS_PATH: &str = "/metrics";
@@ -150,7 +149,8 @@ fn latency_histogram() -> Histogram {
 }
 
 struct Instruments {
-    registry: Registry,
+    /// Locked to encode a scrape and to register a metric; recording never takes it.
+    registry: Mutex<Registry>,
     server_requests: Family<ServerLabels, Counter>,
     server_duration: HistogramFamily<RouteLabels>,
     server_in_flight: Family<InFlightLabels, Gauge>,
@@ -251,7 +251,7 @@ impl Metrics {
         }));
         Self {
             inner: Some(Arc::new(Instruments {
-                registry,
+                registry: Mutex::new(registry),
                 server_requests,
                 server_duration,
                 server_in_flight,
@@ -260,6 +260,38 @@ impl Metrics {
                 shutdown_phases,
                 cut_off,
             })),
+        }
+    }
+
+    /// Adds a metric of the service's own to the page, under `name` (without the `_total` suffix of a counter,
+    /// which the encoder adds); nothing when metrics are disabled.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use telemed_kit::config::{Env, ServiceIdentity};
+    /// use telemed_kit::metrics::{Metrics, MetricsSettings};
+    /// use telemed_kit::prometheus_client::metrics::counter::Counter;
+    ///
+    /// let settings = MetricsSettings::from_env(&Env::from_pairs::<&str, &str>([]), 8080).unwrap();
+    /// let identity = ServiceIdentity { name: "reminders".into(), version: "1.0.0".into() };
+    /// let metrics = Metrics::new(&settings, &identity);
+    /// let sent: Counter = Counter::default();
+    /// metrics.register("reminders_sent", "Reminders sent to patients", sent.clone());
+    /// sent.inc();
+    /// assert!(metrics.encode().contains("reminders_sent_total 1"));
+    /// ```
+    pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
+        if let Some(instruments) = &self.inner {
+            instruments.registry().register(name, help, metric);
+        }
+    }
+
+    /// Adds a collector, whose values are read at each scrape (the log part's dropped lines, say); nothing when
+    /// metrics are disabled.
+    pub fn register_collector(&self, collector: Box<dyn Collector>) {
+        if let Some(instruments) = &self.inner {
+            instruments.registry().register_collector(collector);
         }
     }
 
@@ -347,7 +379,7 @@ impl Metrics {
             // page is still better than none.
             let _ = prometheus_client::encoding::prometheus_text::encode(
                 &mut text,
-                &instruments.registry,
+                &instruments.registry(),
             );
         }
         text
@@ -460,6 +492,13 @@ pub struct InFlight {
     gauge: Gauge,
 }
 
+impl Instruments {
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        // Registering and encoding cannot leave the registry half-changed, so a poisoned lock is still usable.
+        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 impl std::fmt::Debug for Instruments {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Instruments").finish_non_exhaustive()
@@ -472,7 +511,7 @@ impl Drop for InFlight {
     }
 }
 
-/// Values read at scrape time: caches, dropped log lines, the process, the build.
+/// Values read at scrape time: caches, the process, the build.
 #[derive(Debug)]
 struct Snapshots {
     version: String,
@@ -537,18 +576,6 @@ impl Collector for Snapshots {
             let labels = [("cache", Label(cache.clone()))];
             ConstGauge::new(i64::try_from(stats.entries).unwrap_or(i64::MAX))
                 .encode(family.encode_family(&labels)?)?;
-        }
-
-        let dropped = crate::telemetry::log::dropped();
-        let mut family = encoder.encode_descriptor(
-            "log_lines_dropped",
-            "Log lines dropped under overload",
-            None,
-            prometheus_client::metrics::MetricType::Counter,
-        )?;
-        for severity in Severity::ALL {
-            let labels = [("severity", severity.as_str())];
-            ConstCounter::new(dropped.get(severity)).encode(family.encode_family(&labels)?)?;
         }
 
         if let Some(rss) = process_rss_bytes() {

@@ -22,21 +22,19 @@ use axum::body::Body;
 use axum::routing::get;
 use bytes::Bytes;
 use http::{Request, StatusCode, header};
-use hyper_util::server::graceful::GracefulShutdown;
 use kvstore_standin::{Failure, Faults, StandIn};
 use telemed_kit::config::{Env, ServiceIdentity};
-use telemed_kit::http::server::{OpenConnections, serve};
 use telemed_kit::http::{Client, ClientSettings};
 use telemed_kit::kvstore::{
     Auth, ETag, KvError, KvStore, KvStoreSettings, MAX_VALUE_BYTES, MediaType,
 };
-use telemed_kit::telemetry::b3::B3Inject;
+use telemed_kit::shutdown::{Shutdown, ShutdownSettings};
+use telemed_kit::telemetry::trace::b3::B3Inject;
 use telemed_kit::telemetry::{RequestTelemetryLayer, Telemetry};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 /// The service's own token: a valid token68, distinctive enough that finding it in an error text means a leak.
@@ -161,12 +159,12 @@ async fn call_as(store: &KvStore, op: Op, auth: Auth) -> Result<(), KvError> {
 struct StandInServer {
     url: String,
     standin: StandIn,
-    stop: CancellationToken,
+    shutdown: Shutdown,
 }
 
 impl Drop for StandInServer {
     fn drop(&mut self) {
-        self.stop.cancel();
+        self.shutdown.begin_drain();
     }
 }
 
@@ -174,14 +172,17 @@ async fn start_standin() -> StandInServer {
     let standin = StandIn::new();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("local address"));
-    let stop = CancellationToken::new();
-    let (router, serving) = (standin.router(), stop.clone());
-    tokio::spawn(async move {
-        let graceful = GracefulShutdown::new();
-        let open = OpenConnections::default();
-        serve(listener, router, serving, &graceful, &open).await;
-    });
-    StandInServer { url, standin, stop }
+    let shutdown = Shutdown::new(ShutdownSettings::default());
+    tokio::spawn(telemed_kit::http::serve(
+        listener,
+        standin.router(),
+        &shutdown,
+    ));
+    StandInServer {
+        url,
+        standin,
+        shutdown,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -114,3 +114,11 @@ pub fn problem_for_plain_errors(response: axum::response::Response) -> axum::res
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     axum::response::Response::from_parts(parts, problem.into_body())
 }
+
+/// The response to a handler that panicked, for `tower_http::catch_panic::CatchPanicLayer::custom`: a 500
+/// problem that tells the client nothing. The panic hook
+/// ([`install_panic_hook`](crate::telemetry::log::install_panic_hook)) has already logged the panic as
+/// `critical`, with the request's trace id.
+pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    Problem::new(StatusCode::INTERNAL_SERVER_ERROR).into_response()
+}

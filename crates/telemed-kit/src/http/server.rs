@@ -1,17 +1,19 @@
-//! The HTTP server: a dual-stack listener and an accept loop that can stop accepting and drain.
+//! The HTTP server: a dual-stack listener and an accept loop that stops accepting and drains on the shutdown
+//! sequence's signal.
 //!
-//! axum's own `serve` stops accepting the moment its shutdown future completes; the kit needs to keep
-//! accepting through `SHUTDOWN_DELAY`, bound the drain, and set hyper's header-read timeout and header size
-//! limit (slow-loris clients, oversized headers). So the loop is written on hyper-util directly, in the shape of
-//! axum's `serve`: one task per connection, watched by a [`GracefulShutdown`] that sends each connection
-//! `graceful_shutdown` (idle keep-alive connections close, HTTP/2 gets a GOAWAY) and waits until every one is
-//! gone.
+//! axum's own `serve` can be run through the sequence too ([`Runner`](crate::shutdown::Runner) says how), but the
+//! kit also needs hyper's header-read timeout and header size limit (slow-loris clients, oversized headers), a
+//! bound on how long a client may take to send anything at all, and a count of the connections still open at
+//! the drain deadline. So the loop is written on hyper-util directly, in the shape of axum's `serve`: one task
+//! per connection, watched by a `GracefulShutdown` that sends each connection `graceful_shutdown` (idle
+//! keep-alive connections close, HTTP/2 gets a GOAWAY) and waits until every one is gone.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -19,7 +21,6 @@ use axum::Router;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::future::{BoxFuture, Either};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -28,12 +29,11 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 use tower::{Layer, Service, ServiceExt};
 use tower_http::timeout::TimeoutBody;
 
-use crate::http::Problem;
+use super::Problem;
+use crate::shutdown::Shutdown;
 
 /// A client must send its complete request head within this time, or the connection is closed.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -70,62 +70,20 @@ pub fn bind(port: u16) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// The number of open connections, kept by [`serve`].
+/// Applies [`BodyReadTimeout`]: a request body that stalls for [`BODY_READ_TIMEOUT`] gets 408.
 ///
-/// After draining, idle keep-alive connections are gone, so a connection still open is one whose response has
-/// not been delivered yet (a slow reader, a stream): it counts as cut off, like an unfinished handler.
-#[derive(Debug, Clone, Default)]
-pub struct OpenConnections(Arc<Counter>);
-
-#[derive(Debug, Default)]
-struct Counter {
-    open: AtomicUsize,
-    all_closed: Notify,
-}
-
-impl OpenConnections {
-    /// Connections open now.
-    pub fn count(&self) -> usize {
-        self.0.open.load(Ordering::Acquire)
-    }
-
-    /// Completes when no connection is open.
-    ///
-    /// [`GracefulShutdown::shutdown`] completes as soon as the last watched connection future has finished, a
-    /// moment before that connection's task drops its count: a drain that reads [`count`](Self::count) right
-    /// after it may see a connection that has just closed, and report it as cut off. Wait on this as well.
-    pub async fn all_closed(&self) {
-        loop {
-            let notified = self.0.all_closed.notified();
-            tokio::pin!(notified);
-            // Registered before the check, so that a close between the check and the await is not missed.
-            notified.as_mut().enable();
-            if self.count() == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    fn open(&self) -> ConnectionGuard {
-        self.0.open.fetch_add(1, Ordering::AcqRel);
-        ConnectionGuard(self.0.clone())
-    }
-}
-
-struct ConnectionGuard(Arc<Counter>);
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.all_closed.notify_waiters();
-        }
-    }
-}
-
-/// Applies [`BodyReadTimeout`].
+/// # Example
+///
+/// ```
+/// use axum::{Router, routing::post};
+/// use telemed_kit::http::BodyReadTimeoutLayer;
+///
+/// let app: Router = Router::new()
+///     .route("/upload", post(|body: String| async move { body.len().to_string() }))
+///     .layer(BodyReadTimeoutLayer);
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct BodyReadTimeoutLayer;
+pub struct BodyReadTimeoutLayer;
 
 impl<S> Layer<S> for BodyReadTimeoutLayer {
     type Service = BodyReadTimeout<S>;
@@ -138,22 +96,21 @@ impl<S> Layer<S> for BodyReadTimeoutLayer {
 /// Answers 408 when the request body stalls for [`BODY_READ_TIMEOUT`].
 ///
 /// A handler reading the body otherwise waits for as long as the client likes to send it, holding the task and
-/// the connection. tower-http's [`TimeoutBody`] turns the stall into a body error, which axum's extractors report
+/// the connection. tower-http's `TimeoutBody` turns the stall into a body error, which axum's extractors report
 /// as a generic 400; the flag lets the answer say what happened instead. A request without a body (most of
 /// them) passes straight through, without the wrapping or an allocation.
 #[derive(Debug, Clone)]
-pub(crate) struct BodyReadTimeout<S> {
+pub struct BodyReadTimeout<S> {
     inner: S,
 }
 
 impl<S> Service<Request> for BodyReadTimeout<S>
 where
     S: Service<Request, Response = Response>,
-    S::Future: Send + 'static,
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = Either<S::Future, BoxFuture<'static, Result<Response, S::Error>>>;
+    type Future = BodyReadTimeoutFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -161,7 +118,10 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         if request.body().is_end_stream() {
-            return Either::Left(self.inner.call(request));
+            return BodyReadTimeoutFuture {
+                inner: self.inner.call(request),
+                stalled: None,
+            };
         }
         let stalled = Arc::new(AtomicBool::new(false));
         let (parts, body) = request.into_parts();
@@ -172,34 +132,81 @@ where
                 axum::Error::new(error)
             }
         });
-        let response = self
-            .inner
-            .call(Request::from_parts(parts, axum::body::Body::new(body)));
-        Either::Right(Box::pin(async move {
-            let response = response.await?;
-            if !stalled.load(Ordering::Acquire) {
-                return Ok(response);
-            }
-            let mut response = Problem::new(StatusCode::REQUEST_TIMEOUT)
-                .detail("the request body stalled")
-                .into_response();
-            // The rest of the body may still arrive: this connection cannot carry another request.
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            Ok(response)
-        }))
+        BodyReadTimeoutFuture {
+            inner: self
+                .inner
+                .call(Request::from_parts(parts, axum::body::Body::new(body))),
+            stalled: Some(stalled),
+        }
     }
 }
 
-/// Accepts connections and serves `app` on each until `stop` is cancelled. Connections are watched by
-/// `graceful`, which the caller drains afterwards, and counted in `open`.
-pub async fn serve(
+pin_project_lite::pin_project! {
+    /// Response future of [`BodyReadTimeout`].
+    #[derive(Debug)]
+    pub struct BodyReadTimeoutFuture<F> {
+        #[pin]
+        inner: F,
+        // Set when the body stalled; `None` for a request without a body.
+        stalled: Option<Arc<AtomicBool>>,
+    }
+}
+
+impl<F, E> Future for BodyReadTimeoutFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = std::task::ready!(this.inner.poll(cx))?;
+        let stalled = this
+            .stalled
+            .as_ref()
+            .is_some_and(|stalled| stalled.load(Ordering::Acquire));
+        if !stalled {
+            return Poll::Ready(Ok(response));
+        }
+        let mut response = Problem::new(StatusCode::REQUEST_TIMEOUT)
+            .detail("the request body stalled")
+            .into_response();
+        // The rest of the body may still arrive: this connection cannot carry another request.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        Poll::Ready(Ok(response))
+    }
+}
+
+/// Serves `app` on `listener` through the shutdown sequence: accepts connections until `shutdown`'s
+/// [drain signal](Shutdown::drain_signal), then asks every connection to finish and completes once every one has
+/// closed. Give the future to [`Runner::run`](crate::shutdown::Runner::run).
+///
+/// Each connection is counted in [`Shutdown::open_connections`] while it is open. A client must send its first
+/// bytes within [`HEADER_READ_TIMEOUT`], and its whole request head within it too, at most
+/// [`MAX_HEADER_BYTES`] (431 beyond); HTTP/1.1 and HTTP/2 are served on the one port.
+pub fn serve(
     listener: TcpListener,
     app: Router,
-    stop: CancellationToken,
+    shutdown: &Shutdown,
+) -> impl Future<Output = ()> + Send + 'static {
+    let shutdown = shutdown.clone();
+    async move {
+        let graceful = GracefulShutdown::new();
+        accept_until_drain(&listener, &app, &shutdown, &graceful).await;
+        drop(listener);
+        graceful.shutdown().await;
+        shutdown.all_connections_closed().await;
+    }
+}
+
+/// The accept loop: one task per connection, each watched by `graceful`.
+async fn accept_until_drain(
+    listener: &TcpListener,
+    app: &Router,
+    shutdown: &Shutdown,
     graceful: &GracefulShutdown,
-    open: &OpenConnections,
 ) {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -212,18 +219,21 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_HEADER_BYTES as u32);
     let builder = Arc::new(builder);
+    let drain = shutdown.drain_signal();
+    tokio::pin!(drain);
     loop {
         let stream = tokio::select! {
             biased;
-            () = stop.cancelled() => break,
-            accepted = accept(&listener) => accepted,
+            () = &mut drain => break,
+            accepted = accept(listener) => accepted,
         };
         let service = app
             .clone()
             .map_request(|request: Request<Incoming>| request.map(axum::body::Body::new));
         let service = TowerToHyperService::new(service.map_err(|never: Infallible| match never {}));
-        let (builder, watcher, stop) = (builder.clone(), graceful.watcher(), stop.clone());
-        let guard = open.open();
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let guard = shutdown.track_connection();
+        let drained = shutdown.drain_signal();
         tokio::spawn(async move {
             // Biased towards the bytes: a request already in the socket when the drain starts is served, and
             // one from a client that connected just before gets a moment to arrive.
@@ -233,7 +243,7 @@ pub async fn serve(
                     matches!(first, Ok(Ok(true)))
                 }
                 () = async {
-                    stop.cancelled().await;
+                    drained.await;
                     tokio::time::sleep(FIRST_BYTES_AFTER_STOP).await;
                 } => false,
             };
@@ -300,27 +310,4 @@ fn is_connection_error(error: &io::Error) -> bool {
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::ConnectionReset
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn all_closed_waits_for_the_last_connection() {
-        let connections = OpenConnections::default();
-        connections.all_closed().await;
-        let first = connections.open();
-        let second = connections.open();
-        let waiting = tokio::spawn({
-            let connections = connections.clone();
-            async move { connections.all_closed().await }
-        });
-        drop(first);
-        tokio::task::yield_now().await;
-        assert!(!waiting.is_finished(), "one connection is still open");
-        drop(second);
-        waiting.await.unwrap();
-        assert_eq!(connections.count(), 0);
-    }
 }

@@ -1,4 +1,7 @@
 //! The entry point: configuration, probes, server and shutdown wired together.
+//!
+//! [`Service`] composes the kit's public parts and nothing else: a service with a `main` of its own composes the
+//! same parts by hand (`docs/adopting.md`), and gets the same behaviour.
 
 mod settings;
 
@@ -6,33 +9,20 @@ pub use settings::ServiceSettings;
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::pin::Pin;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 
 use axum::Router;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::time::{sleep_until, timeout_at};
-use tokio_util::sync::CancellationToken;
-
-use crate::config::{ConfigError, Env, ServiceInfo};
-use crate::health::{Check, CheckError, HealthBuilder};
-use crate::http::server::{BodyReadTimeoutLayer, OpenConnections};
-use crate::http::{Client, Problem};
-use crate::metrics::Metrics;
-use crate::shutdown::{Shutdown, Trigger};
-use crate::telemetry::{self, TelemetryGuard};
-use crate::telemetry::{RequestTelemetryLayer, TelemetryError};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 
-type HookFn = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
-type StartupTask = (
-    Cow<'static, str>,
-    Pin<Box<dyn Future<Output = Result<(), CheckError>> + Send>>,
-);
+use crate::config::{ConfigError, Env, ServiceInfo};
+use crate::health::{Check, CheckError, HealthBuilder};
+use crate::http::{BodyReadTimeoutLayer, Client, panic_response, problem_for_plain_errors};
+use crate::metrics::Metrics;
+use crate::shutdown::{Runner, Shutdown};
+use crate::telemetry::log::{LogError, Logs, install_panic_hook};
+use crate::telemetry::trace::{Tracing, TracingError};
+use crate::telemetry::{RequestTelemetryLayer, Telemetry};
 
 /// A service in production shape: validated configuration, probes, graceful shutdown.
 ///
@@ -54,6 +44,16 @@ type StartupTask = (
 /// }
 /// ```
 ///
+/// # What it composes
+///
+/// [`Service::from_env`] reads [`ServiceSettings`], builds the log part ([`Logs`]) and the tracing part
+/// ([`Tracing`]), installs them as the global `tracing` subscriber with the panic hook, and builds the
+/// [`Telemetry`] the request layer and the outbound [`Client`] share. [`Service::run`] binds `PORT`
+/// ([`http::bind`](crate::http::bind)), wraps the router in the server stack, and serves it with
+/// [`http::serve`](crate::http::serve) under a shutdown [`Runner`]. The server stack, outermost first:
+/// [`Shutdown::layer`], [`RequestTelemetryLayer`], a panic catcher answering [`panic_response`],
+/// [`BodyReadTimeoutLayer`], and [`problem_for_plain_errors`].
+///
 /// # Exit codes
 /// - 0: shutdown finished inside the grace period, nothing cut off.
 /// - 1: requests or hooks were still running at the deadline, a startup task failed, or the port could not
@@ -62,11 +62,14 @@ type StartupTask = (
 /// - 128 + signal number: a second SIGTERM or SIGINT ended the process at once.
 pub struct Service {
     settings: ServiceSettings,
+    logs: Logs,
+    tracing: Tracing,
+    metrics: Metrics,
+    telemetry: Telemetry,
     client: Client,
-    telemetry: TelemetryGuard,
+    shutdown: Shutdown,
     health: HealthBuilder,
-    startup: Vec<StartupTask>,
-    hooks: Vec<(Cow<'static, str>, HookFn)>,
+    runner: Runner,
 }
 
 impl std::fmt::Debug for Service {
@@ -87,16 +90,38 @@ impl Service {
 
     /// Like [`Service::from_env`], with settings already read.
     pub fn from_settings(settings: ServiceSettings) -> Result<Self, ServiceError> {
+        use tracing_subscriber::Layer as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+
+        let logs = Logs::stdout(&settings.log, &settings.service)?;
+        let tracing = Tracing::new(&settings.tracing, &settings.service)?;
+        tracing_subscriber::registry()
+            .with(logs.layer())
+            .with(tracing.layer().with_filter(settings.log.filter()))
+            .try_init()
+            .map_err(|_| ServiceError::SubscriberInstalled)?;
+        install_panic_hook();
         let metrics = Metrics::new(&settings.metrics, &settings.service);
-        let telemetry = telemetry::init(&settings.telemetry, &settings.service, metrics)?;
-        let client = Client::new(settings.client.clone(), telemetry.telemetry().clone());
+        logs.count_drops_in(&metrics);
+        let telemetry = Telemetry::builder(tracing.propagator())
+            .tracer(tracing.tracer())
+            .metrics(metrics.clone())
+            .access_log(logs.access_log())
+            .build();
+        let client = Client::new(settings.client.clone(), telemetry.clone());
+        let shutdown = Shutdown::new(settings.shutdown.clone());
+        let runner = Runner::new(&shutdown);
         Ok(Self {
             settings,
-            client,
+            logs,
+            tracing,
+            metrics,
             telemetry,
+            client,
+            shutdown,
             health: HealthBuilder::default(),
-            startup: Vec::new(),
-            hooks: Vec::new(),
+            runner,
         })
     }
 
@@ -108,6 +133,12 @@ impl Service {
     /// The outbound HTTP client, propagating this service's trace context and headers. Cheap to clone.
     pub fn client(&self) -> Client {
         self.client.clone()
+    }
+
+    /// The metrics served at `/metrics`, for metrics of the service's own ([`Metrics::register`]). Cheap to
+    /// clone.
+    pub fn metrics(&self) -> Metrics {
+        self.metrics.clone()
     }
 
     /// Adds a required readiness check, run in the background; see [`Check`] for options.
@@ -143,10 +174,7 @@ impl Service {
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: Into<CheckError>,
     {
-        self.startup.push((
-            name.into(),
-            Box::pin(async move { task.await.map_err(Into::into) }),
-        ));
+        self.runner = self.runner.startup_task(name, task);
         self
     }
 
@@ -156,8 +184,7 @@ impl Service {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.hooks
-            .push((name.into(), Box::new(move || Box::pin(hook()))));
+        self.runner = self.runner.on_shutdown(name, hook);
         self
     }
 
@@ -165,75 +192,25 @@ impl Service {
     pub async fn run(self, app: Router) -> ExitCode {
         let Self {
             settings,
-            client: _,
+            logs,
+            tracing,
+            metrics,
             telemetry,
+            client: _,
+            shutdown,
             health,
-            startup,
-            hooks,
+            runner,
         } = self;
-        let shutdown = Shutdown::new(settings.shutdown.clone());
-        let flush_budget = crate::shutdown::HOOKS_AND_FLUSH_RESERVE / 2;
-        let watchdog_flush = telemetry.flusher();
-        if let Err(error) = shutdown.install_signal_handlers(
-            move |cut_off| {
-                tracing::error!(
-                    r#type = "alarm",
-                    requests_cut_off = cut_off,
-                    "shutdown deadline reached: {cut_off} requests cut off, exiting"
-                );
-                watchdog_flush.flush(flush_budget);
-                std::process::exit(1);
-            },
-            |trigger| {
-                tracing::warn!(signal = trigger.as_str(), "second signal: exiting at once");
-                std::process::exit(128 + signal_number(trigger));
-            },
-        ) {
-            tracing::error!(r#type = "alarm", %error, "could not install signal handlers");
-            return ExitCode::FAILURE;
-        }
-
-        let listener = match crate::http::server::bind(settings.port) {
+        let listener = match crate::http::bind(settings.port) {
             Ok(listener) => listener,
             Err(error) => {
                 tracing::error!(r#type = "alarm", port = settings.port, %error, "could not bind the port");
                 return ExitCode::FAILURE;
             }
         };
-        let health = health.build(settings.health.clone());
-        let _health_tasks = health.spawn();
-        let startup_failed = Arc::new(AtomicBool::new(false));
-        for (name, task) in startup {
-            let guard = health.startup_guard();
-            let shutdown = shutdown.clone();
-            let failed = startup_failed.clone();
-            tokio::spawn(async move {
-                let started = Instant::now();
-                match task.await {
-                    Ok(()) => tracing::info!(
-                        task = &*name,
-                        duration_ms = elapsed_ms(started),
-                        "startup task finished"
-                    ),
-                    Err(error) => {
-                        tracing::error!(
-                            r#type = "alarm",
-                            task = &*name,
-                            error = %crate::redact::redact(&error.to_string()),
-                            "startup task failed: shutting down"
-                        );
-                        failed.store(true, Ordering::Release);
-                        shutdown.trigger();
-                    }
-                }
-                drop(guard);
-            });
-        }
-
-        let metrics = telemetry.telemetry().metrics().clone();
         let app = match settings.metrics.port {
             None => app.merge(metrics.routes()),
-            Some(port) => match crate::http::server::bind(port) {
+            Some(port) => match crate::http::bind(port) {
                 Ok(listener) => {
                     // A plain server: the metrics port carries no application traffic, so it needs neither the
                     // request layer nor a drain; it ends with the process.
@@ -246,162 +223,40 @@ impl Service {
                 }
             },
         };
+        let health = health.build(settings.health.clone());
         // Outermost first: the in-flight count covers everything; a panic becomes a 500 that the access log
         // sees. The request layer needs the matched route, so the stack sits inside the router, as one layer:
         // axum boxes each `Router::layer` separately and clones every box on every request.
         let app = app.merge(health.routes()).layer(
             ServiceBuilder::new()
                 .layer(shutdown.layer())
-                .layer(RequestTelemetryLayer::new(telemetry.telemetry().clone()))
+                .layer(RequestTelemetryLayer::new(telemetry))
                 .layer(CatchPanicLayer::custom(panic_response))
                 .layer(BodyReadTimeoutLayer)
-                .map_response(crate::http::problem::problem_for_plain_errors),
+                .map_response(problem_for_plain_errors),
         );
-        let stop_accepting = CancellationToken::new();
-        let graceful = GracefulShutdown::new();
-        let connections = OpenConnections::default();
-        tracing::info!(
-            port = settings.port,
-            service = %settings.service.name,
-            version = %settings.service.version,
-            shutdown_grace_period_ms = millis(settings.shutdown.grace_period),
-            shutdown_delay_ms = millis(settings.shutdown.delay),
-            "listening"
-        );
-        // The accept loop borrows `graceful`; it must be gone before `graceful.shutdown()` consumes it.
-        let (started, timeline) = {
-            let serving = crate::http::server::serve(
-                listener,
-                app,
-                stop_accepting.clone(),
-                &graceful,
-                &connections,
-            );
-            tokio::pin!(serving);
-            let (started, trigger) = tokio::select! {
-                started = shutdown.started() => started,
-                // The accept loop only ends when asked to; should it end early, shut down cleanly.
-                () = &mut serving => (Instant::now(), Trigger::Internal),
-            };
-            let timeline = settings.shutdown.timeline(started);
-
-            health.set_shutting_down();
+        let serve = crate::http::serve(listener, app, &shutdown);
+        let serving = async move {
+            // Logged once the runner serves, after it has installed the signal handlers: a test (or an operator)
+            // that signals the process on seeing this line reaches the shutdown sequence.
             tracing::info!(
-                phase = "readiness_off",
-                signal = trigger.as_str(),
-                elapsed_ms = elapsed_ms(started),
-                in_flight = shutdown.in_flight(),
-                "shutdown started: readiness is 503, still serving for {}",
-                humantime::format_duration(settings.shutdown.delay)
+                port = settings.port,
+                service = %settings.service.name,
+                version = %settings.service.version,
+                shutdown_grace_period_ms = millis(settings.shutdown.grace_period),
+                shutdown_delay_ms = millis(settings.shutdown.delay),
+                "listening"
             );
-            tokio::select! {
-                () = sleep_until(timeline.drain_start.into()) => {}
-                () = &mut serving => {}
-            }
-
-            stop_accepting.cancel();
-            serving.await;
-            (started, timeline)
+            serve.await;
         };
-        shutdown.begin_drain();
-        tracing::info!(
-            phase = "drain",
-            elapsed_ms = elapsed_ms(started),
-            in_flight = shutdown.in_flight(),
-            "stopped accepting: waiting for in-flight requests"
-        );
-        let drained = timeout_at(timeline.drain_deadline.into(), async {
-            graceful.shutdown().await;
-            connections.all_closed().await;
-        })
-        .await
-        .is_ok();
-        let hooks_started = Instant::now();
-        metrics.shutdown_phase("delay", timeline.drain_start - started);
-        metrics.shutdown_phase(
-            "drain",
-            hooks_started.saturating_duration_since(timeline.drain_start),
-        );
-
-        tracing::info!(
-            phase = "hooks",
-            elapsed_ms = elapsed_ms(started),
-            in_flight = shutdown.in_flight(),
-            drained,
-            "running {} shutdown hooks",
-            hooks.len()
-        );
-        let hooks_finished = run_hooks(hooks, timeline.hooks_deadline).await;
-        metrics.shutdown_phase("hooks", hooks_started.elapsed());
-
-        // A handler still running, or a response still being delivered on a connection that did not close.
-        let cut_off = shutdown.in_flight().max(connections.count());
-        metrics.requests_cut_off(cut_off);
-        tracing::info!(
-            phase = "flush",
-            elapsed_ms = elapsed_ms(started),
-            in_flight = cut_off,
-            "flushing telemetry"
-        );
-        let exit = if startup_failed.load(Ordering::Acquire) {
-            tracing::error!(
-                phase = "exit",
-                elapsed_ms = elapsed_ms(started),
-                "exiting after a failed startup task"
-            );
-            ExitCode::FAILURE
-        } else if cut_off == 0 && hooks_finished {
-            tracing::info!(
-                phase = "exit",
-                elapsed_ms = elapsed_ms(started),
-                "shutdown complete"
-            );
-            ExitCode::SUCCESS
-        } else {
-            tracing::error!(
-                r#type = "alarm",
-                phase = "exit",
-                elapsed_ms = elapsed_ms(started),
-                requests_cut_off = cut_off,
-                hooks_finished,
-                "shutdown deadline reached: {cut_off} requests cut off, exiting"
-            );
-            ExitCode::FAILURE
-        };
-        if !telemetry.flush(timeline.deadline.saturating_duration_since(Instant::now())) {
-            tracing::warn!(
-                phase = "flush",
-                "telemetry not fully flushed before the deadline"
-            );
-        }
-        exit
+        runner
+            .readiness(&health)
+            .metrics(&metrics)
+            .flush(tracing)
+            .flush(logs.guard())
+            .run(serving)
+            .await
     }
-}
-
-async fn run_hooks(hooks: Vec<(Cow<'static, str>, HookFn)>, deadline: Instant) -> bool {
-    let mut running = tokio::task::JoinSet::new();
-    for (name, hook) in hooks {
-        let future = hook();
-        running.spawn(async move {
-            let started = Instant::now();
-            future.await;
-            tracing::info!(
-                hook = &*name,
-                duration_ms = elapsed_ms(started),
-                "shutdown hook finished"
-            );
-        });
-    }
-    let all = async { while running.join_next().await.is_some() {} };
-    let finished = timeout_at(deadline.into(), all).await.is_ok();
-    if !finished {
-        tracing::error!(
-            r#type = "alarm",
-            still_running = running.len(),
-            "shutdown hooks cut off at their deadline"
-        );
-    }
-    finished
 }
 
 /// Why a service could not be set up.
@@ -411,9 +266,19 @@ pub enum ServiceError {
     /// A configuration variable is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// Logging or tracing could not be installed.
+    /// The log part could not be built.
     #[error(transparent)]
-    Telemetry(#[from] TelemetryError),
+    Log(#[from] LogError),
+    /// The tracing part could not be built.
+    #[error(transparent)]
+    Tracing(#[from] TracingError),
+    /// A global `tracing` subscriber is already installed: `Service` installs its own; a service with a
+    /// subscriber of its own composes the parts instead (`docs/adopting.md`).
+    #[error(
+        "a global tracing subscriber is already installed: Service installs its own (compose the parts instead, \
+         docs/adopting.md)"
+    )]
+    SubscriberInstalled,
 }
 
 impl ServiceError {
@@ -423,23 +288,23 @@ impl ServiceError {
     }
 }
 
-// The panic hook has already logged the panic (as `critical`, with the trace id); the client learns nothing.
-fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    Problem::new(http::StatusCode::INTERNAL_SERVER_ERROR).into_response()
-}
-
-fn elapsed_ms(since: Instant) -> u64 {
-    millis(since.elapsed())
-}
-
 fn millis(duration: std::time::Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn signal_number(trigger: Trigger) -> i32 {
-    match trigger {
-        Trigger::Sigint => 2,
-        _ => 15,
+#[cfg(test)]
+mod tests {
+    use crate::health::{LIVENESS_PATH, READINESS_PATHS};
+    use crate::metrics::METRICS_PATH;
+    use crate::telemetry::DEFAULT_QUIET_PATHS;
+
+    #[test]
+    fn the_request_layer_is_quiet_on_exactly_the_probe_and_metrics_paths() {
+        let mut served: Vec<&str> = READINESS_PATHS.to_vec();
+        served.extend([LIVENESS_PATH, METRICS_PATH]);
+        served.sort_unstable();
+        let mut quiet = DEFAULT_QUIET_PATHS.to_vec();
+        quiet.sort_unstable();
+        assert_eq!(quiet, served);
     }
 }

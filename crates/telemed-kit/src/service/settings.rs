@@ -6,7 +6,8 @@ use crate::health::HealthSettings;
 use crate::http::ClientSettings;
 use crate::metrics::MetricsSettings;
 use crate::shutdown::ShutdownSettings;
-use crate::telemetry::TelemetrySettings;
+use crate::telemetry::log::LogSettings;
+use crate::telemetry::trace::TracingSettings;
 
 /// The settings of every part [`Service`](crate::Service) composes, read by
 /// [`Service::from_env`](crate::Service::from_env).
@@ -40,8 +41,10 @@ pub struct ServiceSettings {
     pub shutdown: ShutdownSettings,
     /// Probe timing.
     pub health: HealthSettings,
-    /// Logs, propagation and export.
-    pub telemetry: TelemetrySettings,
+    /// Log level and format.
+    pub log: LogSettings,
+    /// Propagation, sampling and span export.
+    pub tracing: TracingSettings,
     /// The outbound HTTP client.
     pub client: ClientSettings,
     /// Caches (`CACHE_DISABLED`).
@@ -59,7 +62,8 @@ impl ServiceSettings {
             port,
             shutdown: ShutdownSettings::from_env(env)?,
             health: HealthSettings::from_env(env)?,
-            telemetry: TelemetrySettings::from_env(env)?,
+            log: LogSettings::from_env(env)?,
+            tracing: TracingSettings::from_env(env)?,
             client: ClientSettings::from_env(env, &service)?,
             cache: CacheSettings::from_env(env)?,
             metrics: MetricsSettings::from_env(env, port)?,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::b3::TraceIdText;
+use super::trace::b3::TraceIdText;
 
 tokio::task_local! {
     static CURRENT: Arc<RequestContext>;

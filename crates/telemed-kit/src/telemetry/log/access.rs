@@ -3,18 +3,23 @@
 //! Every request writes one, so it skips what a general event pays for: `tracing`'s dispatch to each layer,
 //! the field visitor, the checks of each field name against the reserved, duplicate and sensitive ones. Its
 //! keys are fixed and none of them is any of those. The line is byte for byte what [`JsonLayer`](super::JsonLayer)
-//! writes for the same `tracing` event (a test holds the two side by side); the caller still asks `tracing`
-//! whether the event is enabled, so `LOG_LEVEL` directives such as `access=off` keep working. With
+//! writes for the same `tracing` event (a test holds the two side by side). Whether a line is written follows
+//! `LOG_LEVEL` exactly as the kit's log layer decides for the same event (directives such as `access=off`
+//! included): the decision per level is taken once, from the same filter, when the writer is built. With
 //! `LOG_FORMAT=pretty` the request layer logs through `tracing` as any other event.
 
 use std::cell::RefCell;
 use std::time::SystemTime;
 
+use tracing::Level;
+use tracing_subscriber::layer::SubscriberExt as _;
+
 use super::format::{self, Clock, EventType, Header, Severity};
+use super::settings::LogSettings;
 use super::writer::LogWriter;
 use crate::redact::redact;
-use crate::telemetry::b3::TraceIdText;
 use crate::telemetry::json;
+use crate::telemetry::trace::b3::TraceIdText;
 
 /// The `tracing` target, and the line's `subject`.
 pub(crate) const TARGET: &str = "access";
@@ -38,10 +43,13 @@ pub(crate) struct AccessLine<'a> {
     pub(crate) request_id_clean: bool,
 }
 
-/// Writes access-log lines as JSON.
+/// Writes the request layer's access-log lines as JSON, straight into a [`Logs`](super::Logs) queue; from
+/// [`Logs::access_log`](super::Logs::access_log). Cheap to clone.
 #[derive(Debug, Clone)]
-pub(crate) struct AccessLog {
+pub struct AccessLog {
     writer: LogWriter,
+    /// Whether `LOG_LEVEL` lets an access line through at INFO, WARN and ERROR.
+    enabled: [bool; 3],
 }
 
 thread_local! {
@@ -49,8 +57,28 @@ thread_local! {
 }
 
 impl AccessLog {
-    pub(crate) fn new(writer: LogWriter) -> Self {
-        Self { writer }
+    pub(crate) fn new(writer: LogWriter, settings: &LogSettings) -> Self {
+        // The filter is asked once, through a subscriber of its own, the way the log layer's copy of it will be
+        // asked for each access event: the answer cannot change, since the filter is never reloaded.
+        let subscriber = tracing_subscriber::registry().with(settings.filter());
+        let enabled = tracing::subscriber::with_default(subscriber, || {
+            [
+                tracing::event_enabled!(target: TARGET, Level::INFO),
+                tracing::event_enabled!(target: TARGET, Level::WARN),
+                tracing::event_enabled!(target: TARGET, Level::ERROR),
+            ]
+        });
+        Self { writer, enabled }
+    }
+
+    /// Whether `LOG_LEVEL` lets an access line of `level` through.
+    pub(crate) fn enabled(&self, level: Level) -> bool {
+        match level {
+            Level::ERROR => self.enabled[2],
+            Level::WARN => self.enabled[1],
+            Level::INFO => self.enabled[0],
+            _ => false,
+        }
     }
 
     /// Formats and queues `line`; under overload the writer may drop it, and counts it.

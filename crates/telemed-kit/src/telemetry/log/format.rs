@@ -5,7 +5,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::telemetry::b3::TraceIdText;
+use crate::telemetry::trace::b3::TraceIdText;
 
 pub(crate) use crate::telemetry::json::{escape, integer, string};
 

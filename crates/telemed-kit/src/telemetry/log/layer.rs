@@ -12,6 +12,7 @@ use tracing_subscriber::layer::{Context, Layer};
 use super::format::{self, Clock, EventType, Header, Severity};
 use super::writer::LogWriter;
 use crate::redact;
+use crate::telemetry::trace::b3::TraceIdText;
 use crate::telemetry::{context, json};
 
 /// Keys every line has; an event field with one of these names is written as `field_<name>` instead.
@@ -23,8 +24,8 @@ const KEEP_CAPACITY: usize = 64 * 1024;
 
 /// Formats events in the eHealth logging model and queues them on a [`LogWriter`].
 ///
-/// See the [module documentation](super) for the line format. [`telemetry::init`](crate::telemetry::init)
-/// installs it with stdout as the sink; tests build it over a capture buffer:
+/// See the [module documentation](super) for the line format. [`Logs::layer`](super::Logs::layer) builds it
+/// over the stdout writer; tests build it over a capture buffer:
 ///
 /// ```
 /// use std::sync::{Arc, Mutex};
@@ -146,10 +147,20 @@ impl JsonLayer {
         };
         let kind = fields.kind;
         context::with_current(|current| {
+            // Outside the kit's request layer, the trace of the current OpenTelemetry span, if any: a span of
+            // `#[tracing::instrument]` entered under the tracing part's layer, or one made current by hand.
+            let otel_trace_id;
+            let id = match current.and_then(|current| current.trace_id.as_ref()) {
+                Some(id) => Some(id),
+                None => {
+                    otel_trace_id = current_otel_trace_id();
+                    otel_trace_id.as_ref()
+                }
+            };
             let header = Header {
                 app: self.writer.app_json(),
                 body,
-                id: current.and_then(|current| current.trace_id.as_ref()),
+                id,
                 severity,
                 subject: metadata.target(),
                 kind,
@@ -160,6 +171,19 @@ impl JsonLayer {
         format::end_line(line);
         severity
     }
+}
+
+/// The trace id of OpenTelemetry's current span, when it has a valid one (32 hex digits: a span does not know
+/// the width its trace id arrived in).
+fn current_otel_trace_id() -> Option<TraceIdText> {
+    use opentelemetry::trace::TraceContextExt as _;
+    opentelemetry::Context::map_current(|cx| {
+        let span = cx.span();
+        let span_context = span.span_context();
+        span_context
+            .is_valid()
+            .then(|| TraceIdText::new(span_context.trace_id(), false))
+    })
 }
 
 /// An extra key: a field name, perhaps with `field_` in front.

@@ -1,14 +1,31 @@
 //! Logs in the eHealth logging model: one JSON object per line on stdout, written off the request path.
 //!
-//! [`telemetry::init`](crate::telemetry::init) installs a [`JsonLayer`] that formats each tracing event on
-//! the calling thread into a reused buffer and queues the line for one writer thread that owns stdout
-//! ([`non_blocking`]). Nothing else writes to stdout. The request path never waits for stdout: when the
-//! queue is full, lines are dropped and counted instead (see [Overload](#overload)).
+//! [`Logs`] is the log part: it starts one writer thread that owns stdout ([`non_blocking`]) and hands out the
+//! layer for the service's own `tracing_subscriber::registry()`: a [`JsonLayer`] that formats each tracing event
+//! on the calling thread into a reused buffer and queues the line for the writer. Nothing else writes to stdout.
+//! The request path never waits for stdout: when the queue is full, lines are dropped and counted instead (see
+//! [Overload](#overload)). A line logged inside a request carries the request's trace id
+//! ([`context`](crate::telemetry::context)).
 //!
 //! # Example
 //!
+//! A service with a subscriber of its own adds the kit's layer to it:
+//!
 //! ```no_run
-//! // Installed by `Service::from_env`; log with tracing's macros or the kit's shorthands.
+//! use telemed_kit::config::{Env, ServiceIdentity};
+//! use telemed_kit::telemetry::log::{LogSettings, Logs};
+//! use telemed_kit::tracing_subscriber::layer::SubscriberExt;
+//! use telemed_kit::tracing_subscriber::util::SubscriberInitExt;
+//!
+//! let env = Env::process();
+//! let identity = ServiceIdentity::from_env(&env, telemed_kit::service_info!()).unwrap_or_else(|e| e.exit());
+//! let settings = LogSettings::from_env(&env).unwrap_or_else(|e| e.exit());
+//! let logs = Logs::stdout(&settings, &identity).expect("the first stdout log part of the process");
+//! telemed_kit::tracing_subscriber::registry()
+//!     .with(logs.layer()) // LOG_LEVEL applies to this layer; the service's other layers see what they ask for
+//!     .init();
+//!
+//! // Log with tracing's macros or the kit's shorthands.
 //! tracing::info!(check = "database", duration_ms = 12, "readiness check is up");
 //! telemed_kit::alert!(field = "birthDate", "rejected a questionnaire response");
 //! telemed_kit::alarm!("cannot reach the key-value store");
@@ -56,7 +73,7 @@
 //! and `critical` lines may use a further 4 MiB reserve, so an error is not lost to a burst of access-log
 //! lines, but once that is full they are dropped too. The alternative, never dropping them, would let a
 //! stdout nobody reads (a stuck pipe) grow memory until the pod is killed; with the limits, memory stays
-//! below about 10 MiB. Each drop is counted ([`dropped`]), and once the writer catches up it writes
+//! below about 10 MiB. Each drop is counted ([`LogGuard::dropped`]), and once the writer catches up it writes
 //! `dropped N log lines under overload` (`medium`, `alert`) with `dropped_informational`, `dropped_low`,
 //! `dropped_medium`, `dropped_high` and `dropped_critical` counts.
 //!
@@ -64,21 +81,30 @@
 //! [`LogGuard::flush`] waits until every line queued before the call is on stdout. It needs no async
 //! runtime, so the shutdown watchdog can call it from its own thread just before `std::process::exit`.
 //!
+//! # Composing twice
+//! Only one [`Logs::stdout`] may run per process: a second returns [`LogError::StdoutTaken`] rather than a
+//! second writer thread whose batches could interleave with the first's. One `Logs` may hand out
+//! [`Logs::layer`] more than once (a subscriber per test, say); two of its layers in one subscriber write every
+//! line twice, whole and in order, and lose none.
+//!
 //! `docs/logging.md` lists the extra keys the kit itself writes.
 
-use std::sync::OnceLock;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::Subscriber;
 use tracing_subscriber::Layer;
 use tracing_subscriber::registry::LookupSpan;
 
-use super::TelemetryError;
 use crate::config::ServiceIdentity;
+use crate::metrics::Metrics;
 
 mod access;
+mod drops;
 mod format;
 mod layer;
 mod macros;
+mod panic;
 mod pretty;
 mod settings;
 mod writer;
@@ -86,54 +112,103 @@ mod writer;
 #[cfg(test)]
 pub(crate) mod tests;
 
-pub(crate) use access::{AccessLine, AccessLog, TARGET as ACCESS_TARGET};
+pub use access::AccessLog;
+pub(crate) use access::{AccessLine, TARGET as ACCESS_TARGET};
 pub use format::{EventType, Severity};
 pub use layer::JsonLayer;
+pub use panic::install_panic_hook;
 pub use settings::{LogFormat, LogSettings};
 pub use writer::{DropCounts, LogGuard, LogWriter, QueueLimits, non_blocking};
 
-/// The installed writer, for [`dropped`].
-static INSTALLED: OnceLock<LogGuard> = OnceLock::new();
-
-/// Lines dropped under overload since [`telemetry::init`](crate::telemetry::init); all zero before it.
-pub fn dropped() -> DropCounts {
-    INSTALLED.get().map(LogGuard::dropped).unwrap_or_default()
+/// Why the log part could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    /// The thread that writes log lines could not be started.
+    #[error("could not start the log writer thread: {0}")]
+    WriterThread(#[source] std::io::Error),
+    /// [`Logs::stdout`] already runs in this process.
+    #[error(
+        "the eHealth log writer for stdout already runs in this process: build Logs::stdout once and share its \
+         layer and guard"
+    )]
+    StdoutTaken,
 }
 
-/// The log layer for `settings.format`, writing to stdout through a new writer thread, and its guard.
-pub(crate) struct Installation<S> {
-    /// The caller installs it (behind `settings.filter()`) and then calls [`installed`].
-    pub(crate) layer: Box<dyn Layer<S> + Send + Sync>,
-    pub(crate) guard: LogGuard,
-    /// The direct writer for access-log lines, with the JSON format.
-    pub(crate) access: Option<AccessLog>,
+/// Set by the first [`Logs::stdout`]: two writer threads on one stdout could interleave their batches.
+static STDOUT_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// The log part: the writer thread, and the layer for the service's own subscriber.
+///
+/// See the [module documentation](self) for an example. Keep it (or its [`guard`](Logs::guard)) until the
+/// end of `main`: dropping the last guard waits up to a second for queued lines, and the shutdown sequence
+/// flushes it within its budget ([`Runner::flush`](crate::shutdown::Runner::flush)).
+#[derive(Debug)]
+pub struct Logs {
+    writer: LogWriter,
+    guard: LogGuard,
+    settings: LogSettings,
 }
 
-pub(crate) fn layer<S>(
-    settings: &LogSettings,
-    service: &ServiceIdentity,
-) -> Result<Installation<S>, TelemetryError>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    let (writer, guard) = non_blocking(&service.name, std::io::stdout(), QueueLimits::default())
-        .map_err(TelemetryError::WriterThread)?;
-    let (layer, access): (Box<dyn Layer<S> + Send + Sync>, _) = match settings.format {
-        LogFormat::Json => (
-            Box::new(JsonLayer::new(writer.clone())),
-            Some(AccessLog::new(writer)),
-        ),
-        LogFormat::Pretty => (Box::new(pretty::layer(writer)), None),
-    };
-    Ok(Installation {
-        layer,
-        guard,
-        access,
-    })
-}
+impl Logs {
+    /// Starts the writer thread for stdout, with the default [`QueueLimits`]. Only one may run per process.
+    pub fn stdout(settings: &LogSettings, service: &ServiceIdentity) -> Result<Self, LogError> {
+        if STDOUT_TAKEN.swap(true, Ordering::AcqRel) {
+            return Err(LogError::StdoutTaken);
+        }
+        Self::to_sink(settings, service, std::io::stdout(), QueueLimits::default()).inspect_err(
+            |_| {
+                STDOUT_TAKEN.store(false, Ordering::Release);
+            },
+        )
+    }
 
-/// Records `guard` as the global writer once its layer is installed, for [`dropped`].
-pub(crate) fn installed(guard: &LogGuard) {
-    // Only the first installation can succeed, so a second call has nothing to record.
-    let _ = INSTALLED.set(guard.clone());
+    /// Starts a writer thread for `sink`, which it owns from now on (a test's capture buffer, say).
+    pub fn to_sink<W: Write + Send + 'static>(
+        settings: &LogSettings,
+        service: &ServiceIdentity,
+        sink: W,
+        limits: QueueLimits,
+    ) -> Result<Self, LogError> {
+        let (writer, guard) =
+            non_blocking(&service.name, sink, limits).map_err(LogError::WriterThread)?;
+        Ok(Self {
+            writer,
+            guard,
+            settings: settings.clone(),
+        })
+    }
+
+    /// The layer for `LOG_FORMAT` (JSON, or the pretty format for local runs), with `LOG_LEVEL` applied to it
+    /// alone: the subscriber's other layers see the events they ask for.
+    pub fn layer<S>(&self) -> Box<dyn Layer<S> + Send + Sync>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let filter = self.settings.filter();
+        match self.settings.format {
+            LogFormat::Json => Box::new(JsonLayer::new(self.writer.clone()).with_filter(filter)),
+            LogFormat::Pretty => Box::new(pretty::layer(self.writer.clone()).with_filter(filter)),
+        }
+    }
+
+    /// The writer of access-log lines for [`Telemetry`](crate::telemetry::Telemetry), which writes them
+    /// straight into the queue instead of through `tracing`, under the same `LOG_LEVEL`; `None` with
+    /// `LOG_FORMAT=pretty`, where they go through `tracing` like any event.
+    pub fn access_log(&self) -> Option<AccessLog> {
+        match self.settings.format {
+            LogFormat::Json => Some(AccessLog::new(self.writer.clone(), &self.settings)),
+            LogFormat::Pretty => None,
+        }
+    }
+
+    /// The guard that flushes the queue and counts dropped lines; cheap to clone.
+    pub fn guard(&self) -> LogGuard {
+        self.guard.clone()
+    }
+
+    /// Reports the lines dropped under overload in `metrics` (`log_lines_dropped_total`, by severity).
+    pub fn count_drops_in(&self, metrics: &Metrics) {
+        metrics.register_collector(Box::new(drops::DropCollector::new(&self.guard)));
+    }
 }

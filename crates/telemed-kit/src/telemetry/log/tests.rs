@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 use tracing_subscriber::layer::SubscriberExt;
 
 use super::*;
-use crate::telemetry::b3::TraceIdText;
 use crate::telemetry::context::{self, RequestContext};
+use crate::telemetry::trace::b3::TraceIdText;
 
 const FIXED: [&str; 7] = ["time", "app", "body", "id", "severity", "subject", "type"];
 const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "informational"];
@@ -666,4 +666,180 @@ fn an_event_without_a_message_takes_its_name_as_body() {
     });
     assert_eq!(lines[0]["body"], "BatchSpanProcessor.ExportError");
     assert_eq!(lines[0]["error"], "connection refused");
+}
+
+#[test]
+fn outside_a_request_the_id_is_the_current_opentelemetry_span_s_trace() {
+    use opentelemetry::trace::{Span as _, TraceContextExt as _, Tracer as _, TracerProvider as _};
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let span = provider.tracer("test").start("work");
+    let trace_id = span.span_context().trace_id();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let inbound = "463ac35c9f6413ad";
+    let lines = lines(|| {
+        let _current = opentelemetry::Context::current_with_span(span).attach();
+        tracing::info!("in the span");
+        // Inside a request, the request's trace id as it travelled wins.
+        runtime.block_on(context::scope(
+            Arc::new(RequestContext::with_trace_id(TraceIdText::new(
+                opentelemetry::trace::TraceId::from_hex(inbound).unwrap(),
+                true,
+            ))),
+            async { tracing::info!("in a request") },
+        ));
+    });
+    assert_eq!(lines[0]["id"], format!("{trace_id}"));
+    assert_eq!(lines[0]["id"].as_str().map(str::len), Some(32));
+    assert_eq!(lines[1]["id"], inbound);
+}
+
+/// A `tracing` layer of the service's own that counts the events it sees.
+#[derive(Clone, Default)]
+struct EventCounter(Arc<std::sync::atomic::AtomicUsize>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for EventCounter {
+    fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn log_settings(pairs: &[(&str, &str)]) -> LogSettings {
+    LogSettings::from_env(&crate::config::Env::from_pairs(pairs.iter().copied())).unwrap()
+}
+
+fn identity() -> crate::config::ServiceIdentity {
+    crate::config::ServiceIdentity {
+        name: "test-app".into(),
+        version: "1.0.0".into(),
+    }
+}
+
+#[test]
+fn the_log_part_applies_log_level_to_its_own_layer_alone() {
+    let capture = Capture::default();
+    let logs = Logs::to_sink(
+        &log_settings(&[("LOG_LEVEL", "warn")]),
+        &identity(),
+        capture.clone(),
+        QueueLimits::default(),
+    )
+    .unwrap();
+    let counter = EventCounter::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(counter.clone())
+        .with(logs.layer());
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::debug!("debug");
+        tracing::info!("info");
+        tracing::warn!("warn");
+    });
+    assert!(logs.guard().flush(FLUSH));
+    let bodies: Vec<String> = parse(&capture.text())
+        .iter()
+        .map(|line| line["body"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(bodies, ["warn"]);
+    assert_eq!(counter.0.load(std::sync::atomic::Ordering::Relaxed), 3);
+    // The direct access-log writer decides as the layer does, whatever the other layer wants.
+    let access = logs.access_log().unwrap();
+    assert!(!access.enabled(tracing::Level::INFO));
+    assert!(access.enabled(tracing::Level::WARN) && access.enabled(tracing::Level::ERROR));
+    let pretty = Logs::to_sink(
+        &log_settings(&[("LOG_FORMAT", "pretty")]),
+        &identity(),
+        Capture::default(),
+        QueueLimits::default(),
+    )
+    .unwrap();
+    assert!(pretty.access_log().is_none());
+}
+
+#[test]
+fn two_layers_of_one_log_part_write_each_line_twice_whole() {
+    let capture = Capture::default();
+    let logs = Logs::to_sink(
+        &log_settings(&[]),
+        &identity(),
+        capture.clone(),
+        QueueLimits::default(),
+    )
+    .unwrap();
+    let subscriber = tracing_subscriber::registry()
+        .with(logs.layer())
+        .with(logs.layer());
+    tracing::subscriber::with_default(subscriber, || {
+        for n in 0..50 {
+            tracing::info!(n, "twice");
+        }
+    });
+    assert!(logs.guard().flush(FLUSH));
+    let lines = parse(&capture.text());
+    assert_eq!(lines.len(), 100);
+    for n in 0..50 {
+        let count = lines.iter().filter(|line| line["n"] == n).count();
+        assert_eq!(count, 2, "line {n}");
+    }
+}
+
+#[test]
+fn the_log_part_reports_its_dropped_lines_in_the_metrics() {
+    let (gate, entered) = Gate::new();
+    let logs = Logs::to_sink(
+        &log_settings(&[]),
+        &identity(),
+        gate.clone(),
+        QueueLimits::new(2048, 0),
+    )
+    .unwrap();
+    let metrics = crate::metrics::Metrics::new(
+        &crate::metrics::MetricsSettings::from_env(
+            &crate::config::Env::from_pairs::<&str, &str>([]),
+            8080,
+        )
+        .unwrap(),
+        &identity(),
+    );
+    logs.count_drops_in(&metrics);
+    let padding = "p".repeat(150);
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(logs.layer()), || {
+        tracing::info!("first");
+        entered.recv_timeout(FLUSH).unwrap();
+        for n in 0..100 {
+            tracing::info!(n, padding, "low");
+        }
+        tracing::error!(padding, "high");
+    });
+    let dropped = logs.guard().dropped();
+    assert!(dropped.low > 0 && dropped.high == 1, "{dropped:?}");
+    let page = metrics.encode();
+    assert!(
+        page.contains(&format!(
+            "log_lines_dropped_total{{severity=\"low\"}} {}",
+            dropped.low
+        )),
+        "{page}"
+    );
+    assert!(
+        page.contains("log_lines_dropped_total{severity=\"high\"} 1"),
+        "{page}"
+    );
+    gate.open();
+    assert!(logs.guard().flush(FLUSH));
+}
+
+#[test]
+fn only_one_stdout_log_part_runs_per_process() {
+    // The only test of this binary that builds the stdout part: the rule is process-wide.
+    let first = Logs::stdout(&log_settings(&[]), &identity());
+    assert!(first.is_ok());
+    let second = Logs::stdout(&log_settings(&[]), &identity());
+    assert!(matches!(second, Err(LogError::StdoutTaken)), "{second:?}");
+    assert!(
+        second
+            .unwrap_err()
+            .to_string()
+            .contains("already runs in this process")
+    );
 }

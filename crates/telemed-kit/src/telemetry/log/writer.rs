@@ -13,7 +13,7 @@
 //! dropped too: with stdout blocked forever (a pipe nobody reads) memory stays bounded at about twice
 //! `capacity + reserve` (the batch being written plus the buffer filling up), rather than growing until the
 //! pod is killed. After the writer catches up it writes one `medium`/`alert` line saying how many lines were
-//! dropped at each severity; [`dropped`](super::dropped) gives the running totals.
+//! dropped at each severity; [`LogGuard::dropped`] gives the running totals.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -98,8 +98,7 @@ impl DropCounts {
 ///
 /// `app` is the service name: the value of `app` in every line, including the writer's own drop reports.
 /// The thread ends once every [`LogWriter`] clone is dropped and the queue is written; [`LogGuard`]s do not
-/// keep it alive. Tests pass a capture buffer as `sink`; [`telemetry::init`](crate::telemetry::init) passes
-/// stdout.
+/// keep it alive. Tests pass a capture buffer as `sink`; [`Logs::stdout`](super::Logs::stdout) passes stdout.
 pub fn non_blocking<W: Write + Send + 'static>(
     app: &str,
     sink: W,
@@ -190,6 +189,27 @@ impl LogGuard {
     /// Lines dropped under overload so far.
     pub fn dropped(&self) -> DropCounts {
         self.shared.dropped()
+    }
+
+    /// A reader of the drop counts that, unlike a guard, does not flush when dropped.
+    pub(super) fn drop_counter(&self) -> DropCounter {
+        DropCounter(Arc::clone(&self.shared))
+    }
+}
+
+/// Reads a writer's drop counts; see [`LogGuard::drop_counter`].
+#[derive(Debug)]
+pub(super) struct DropCounter(Arc<Shared>);
+
+impl DropCounter {
+    pub(super) fn dropped(&self) -> DropCounts {
+        self.0.dropped()
+    }
+}
+
+impl crate::shutdown::Flush for LogGuard {
+    fn flush(&self, timeout: Duration) -> bool {
+        LogGuard::flush(self, timeout)
     }
 }
 

@@ -1,35 +1,9 @@
-//! Span export in Zipkin v2 JSON, when `OTEL_EXPORTER_ZIPKIN_ENDPOINT` is set.
-//!
-//! Each sampled span is encoded as it ends (`export::zipkin`) into a batch of up to 128 spans; a thread of
-//! the kit's own posts each batch with a 2 s timeout (`export::batch`, which says why it replaces the SDK's
-//! batch processor). At most 2048 spans wait; when the queue is full, new spans are dropped and counted, never
-//! waited for. A down or slow collector therefore never slows a request and never grows memory; it only
-//! loses spans, which the log reports. At shutdown the queue is flushed within the time the shutdown
-//! sequence gives it.
-//!
-//! The HTTP client for the collector is built on the first post, not at startup: for an `https://` collector,
-//! building it loads the TLS trust store, which would otherwise dominate the service's startup time. For an
-//! `http://` collector (inside the mesh, where the sidecar provides mTLS) it loads no trust store at all.
-//!
-//! # Why the kit writes Zipkin v2 itself
-//!
-//! opentelemetry-zipkin 0.33, the exporter upstream offers (and marks deprecated in favour of OTLP), gets the
-//! v2 format wrong in ways the platform's tracing (Istio with Jaeger and Zipkin) shows:
-//! - no `localEndpoint.serviceName` (its endpoint has only an address), so the collector files every span
-//!   under an unknown service;
-//! - `"debug": false` always, so a collector may drop a trace the caller forced with B3's debug flag;
-//! - a root span gets the all-zero `parentId`, where the schema wants none;
-//! - a `duration` of 0 for a sub-microsecond span, below the schema's minimum of 1;
-//! - a 64-bit trace id leaves padded to 32 digits, unlike the 16 it travels as in B3;
-//! - an `otel.library.name` tag on every span, and no redaction of span attributes.
-//!
-//! It also builds a `HashMap<String, String>` of tags and owned id strings per span before serde writes them,
-//! which cost the export thread more than every other part of a request's span together
-//! (docs/performance.md). Until 2026-11-29 the kit repaired the first three defects by rewriting the crate's
-//! output; the encoder in `export::zipkin` writes the format right in the first place, straight from the
-//! SDK's spans into the request body.
+//! Span export: [`ExportSettings`] and, with the `zipkin` feature, [`ZipkinProcessor`].
 
 use std::time::Duration;
+
+#[cfg(feature = "zipkin")]
+use opentelemetry_sdk::trace::SpanProcessor;
 
 use crate::config::{ConfigError, Env};
 
@@ -83,43 +57,90 @@ impl ExportSettings {
     }
 }
 
-/// Builds the tracer provider that exports to Zipkin, or `None` when export is off.
+/// The kit's Zipkin v2 exporter, as an OpenTelemetry [`SpanProcessor`]: span export in Zipkin v2 JSON, which
+/// [`Tracing`](super::Tracing) installs when `OTEL_EXPORTER_ZIPKIN_ENDPOINT` is set.
+///
+/// Each sampled span is encoded as it ends (`export::zipkin`) into a batch of up to 128 spans; a thread of
+/// the kit's own posts each batch with a 2 s timeout (`export::batch`, which says why it replaces the SDK's
+/// batch processor). At most 2048 spans wait; when the queue is full, new spans are dropped and counted, never
+/// waited for. A down or slow collector therefore never slows a request and never grows memory; it only
+/// loses spans, which the log reports. At shutdown the queue is flushed within the time the shutdown
+/// sequence gives it.
+///
+/// The HTTP client for the collector is built on the first post, not at startup: for an `https://` collector,
+/// building it loads the TLS trust store, which would otherwise dominate the service's startup time. For an
+/// `http://` collector (inside the mesh, where the sidecar provides mTLS) it loads no trust store at all.
+///
+/// # Why the kit writes Zipkin v2 itself
+///
+/// opentelemetry-zipkin 0.33, the exporter upstream offers (and marks deprecated in favour of OTLP), gets the
+/// v2 format wrong in ways the platform's tracing (Istio with Jaeger and Zipkin) shows:
+/// - no `localEndpoint.serviceName` (its endpoint has only an address), so the collector files every span
+///   under an unknown service;
+/// - `"debug": false` always, so a collector may drop a trace the caller forced with B3's debug flag;
+/// - a root span gets the all-zero `parentId`, where the schema wants none;
+/// - a `duration` of 0 for a sub-microsecond span, below the schema's minimum of 1;
+/// - a 64-bit trace id leaves padded to 32 digits, unlike the 16 it travels as in B3;
+/// - an `otel.library.name` tag on every span, and no redaction of span attributes.
+///
+/// It also builds a `HashMap<String, String>` of tags and owned id strings per span before serde writes them,
+/// which cost the export thread more than every other part of a request's span together
+/// (docs/performance.md). Until 2026-11-29 the kit repaired the first three defects by rewriting the crate's
+/// output; the encoder in `export::zipkin` writes the format right in the first place, straight from the
+/// SDK's spans into the request body.
+///
+/// A service that builds its own tracer provider can add it like any processor.
+///
+/// # Example
+///
+/// ```
+/// use telemed_kit::opentelemetry_sdk::trace::SdkTracerProvider;
+/// use telemed_kit::telemetry::trace::ZipkinProcessor;
+///
+/// let endpoint = "http://zipkin.istio-system:9411/api/v2/spans".parse().unwrap();
+/// let zipkin = ZipkinProcessor::start(endpoint, "patient-reminders").unwrap();
+/// let provider = SdkTracerProvider::builder().with_span_processor(zipkin).build();
+/// # let _ = provider.shutdown();
+/// ```
 #[cfg(feature = "zipkin")]
-pub(crate) fn tracer_provider(
-    settings: &ExportSettings,
-    sampler: super::sampler::B3Sampler,
-    service_name: &str,
-) -> Result<Option<opentelemetry_sdk::trace::SdkTracerProvider>, super::TelemetryError> {
-    let Some(endpoint) = &settings.zipkin_endpoint else {
-        return Ok(None);
-    };
-    let mut collector = Collector::new(endpoint.clone());
-    let processor = batch::BatchProcessor::start(zipkin::Encoder::new(service_name), move |body| {
-        collector.post(body)
-    })
-    .map_err(|error| {
-        super::TelemetryError::Exporter(format!("could not start the span export thread: {error}"))
-    })?;
-    let resource = opentelemetry_sdk::Resource::builder_empty()
-        .with_service_name(service_name.to_owned())
-        .build();
-    Ok(Some(
-        opentelemetry_sdk::trace::SdkTracerProvider::builder()
-            .with_span_processor(processor)
-            .with_sampler(sampler)
-            .with_resource(resource)
-            .build(),
-    ))
+#[derive(Debug)]
+pub struct ZipkinProcessor {
+    batches: batch::BatchProcessor,
 }
 
-/// Without the `zipkin` feature nothing is exported; [`ExportSettings::from_env`] rejects an endpoint.
-#[cfg(not(feature = "zipkin"))]
-pub(crate) fn tracer_provider(
-    _settings: &ExportSettings,
-    _sampler: super::sampler::B3Sampler,
-    _service_name: &str,
-) -> Result<Option<opentelemetry_sdk::trace::SdkTracerProvider>, super::TelemetryError> {
-    Ok(None)
+#[cfg(feature = "zipkin")]
+impl ZipkinProcessor {
+    /// Starts the poster thread for `endpoint`; spans name `service_name` as their local endpoint.
+    ///
+    /// The HTTP client is built on the first post, not here (see the module documentation); the only failure is
+    /// a thread that cannot be started.
+    pub fn start(endpoint: reqwest::Url, service_name: &str) -> std::io::Result<Self> {
+        let mut collector = Collector::new(endpoint);
+        let batches =
+            batch::BatchProcessor::start(zipkin::Encoder::new(service_name), move |body| {
+                collector.post(body)
+            })?;
+        Ok(Self { batches })
+    }
+}
+
+#[cfg(feature = "zipkin")]
+impl SpanProcessor for ZipkinProcessor {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
+        self.batches.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: opentelemetry_sdk::trace::SpanData) {
+        self.batches.on_end(span);
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.batches.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.batches.shutdown_with_timeout(timeout)
+    }
 }
 
 /// Posts batches to the collector, from the export thread.

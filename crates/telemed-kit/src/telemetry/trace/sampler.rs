@@ -1,41 +1,4 @@
-//! A parent-based sampler that honours every B3 sampling state.
-//!
-//! OpenTelemetry's `ParentBased` sampler sees only the remote span's sampled bit, so a deferred B3 decision (no
-//! `X-B3-Sampled`) looks like "not sampled" and the trace is dropped, and a sampling-only `b3: 0` is not seen at
-//! all. [`B3Sampler`] reads the [`B3Context`] that [`B3Propagator`](super::b3::B3Propagator) leaves in the parent
-//! context instead. For each new span, the first rule that applies decides:
-//!
-//! 1. A valid **local** parent span: follow its sampled flag, so a trace is never cut in half inside a process.
-//! 2. An inbound [`B3Context`] for this trace (same trace id, or sampling-only): Accept and Debug record and
-//!    sample, Deny drops, Defer asks the root ratio sampler.
-//! 3. A valid remote parent from another propagator: follow its sampled flag.
-//! 4. Otherwise (a root): `TraceIdRatioBased(ratio)`, with the ratio from `OTEL_TRACES_SAMPLER_ARG`.
-//!
-//! # Example
-//!
-//! ```
-//! use std::collections::HashMap;
-//! use telemed_kit::config::Env;
-//! use telemed_kit::opentelemetry::propagation::TextMapPropagator;
-//! use telemed_kit::opentelemetry::trace::{Span, Tracer, TracerProvider};
-//! use telemed_kit::opentelemetry_sdk::trace::SdkTracerProvider;
-//! use telemed_kit::telemetry::b3::B3Propagator;
-//! use telemed_kit::telemetry::sampler::{B3Sampler, SamplerSettings};
-//!
-//! let settings = SamplerSettings::from_env(&Env::from_pairs([("OTEL_TRACES_SAMPLER_ARG", "0")])).unwrap();
-//! let provider = SdkTracerProvider::builder().with_sampler(B3Sampler::new(&settings)).build();
-//! let tracer = provider.tracer("example");
-//!
-//! // Deferred: the ratio (0 here) decides.
-//! let headers = HashMap::from([("b3".to_owned(), "463ac35c9f6413ad-a2fb4a1d1a96d312".to_owned())]);
-//! let span = tracer.start_with_context("request", &B3Propagator::default().extract(&headers));
-//! assert!(!span.span_context().is_sampled());
-//!
-//! // Accepted upstream: sampled whatever the ratio.
-//! let headers = HashMap::from([("b3".to_owned(), "463ac35c9f6413ad-a2fb4a1d1a96d312-1".to_owned())]);
-//! let span = tracer.start_with_context("request", &B3Propagator::default().extract(&headers));
-//! assert!(span.span_context().is_sampled());
-//! ```
+//! [`B3Sampler`]: the parent-based sampler that keeps the caller's B3 decision.
 
 use opentelemetry::trace::{Link, SpanKind, TraceContextExt, TraceId, TraceState};
 use opentelemetry::{Context, KeyValue};
@@ -83,7 +46,44 @@ impl SamplerSettings {
     }
 }
 
-/// The B3-aware parent-based sampler; see the [module documentation](self) for its rules.
+/// The B3-aware parent-based sampler: it honours every B3 sampling state.
+///
+/// OpenTelemetry's `ParentBased` sampler sees only the remote span's sampled bit, so a deferred B3 decision (no
+/// `X-B3-Sampled`) looks like "not sampled" and the trace is dropped, and a sampling-only `b3: 0` is not seen at
+/// all. It reads the [`B3Context`] that [`B3Propagator`](super::b3::B3Propagator) leaves in the parent
+/// context instead. For each new span, the first rule that applies decides:
+///
+/// 1. A valid **local** parent span: follow its sampled flag, so a trace is never cut in half inside a process.
+/// 2. An inbound [`B3Context`] for this trace (same trace id, or sampling-only): Accept and Debug record and
+///    sample, Deny drops, Defer asks the root ratio sampler.
+/// 3. A valid remote parent from another propagator: follow its sampled flag.
+/// 4. Otherwise (a root): `TraceIdRatioBased(ratio)`, with the ratio from `OTEL_TRACES_SAMPLER_ARG`.
+///
+/// # Example
+///
+/// ```
+/// use std::collections::HashMap;
+/// use telemed_kit::config::Env;
+/// use telemed_kit::opentelemetry::propagation::TextMapPropagator;
+/// use telemed_kit::opentelemetry::trace::{Span, Tracer, TracerProvider};
+/// use telemed_kit::opentelemetry_sdk::trace::SdkTracerProvider;
+/// use telemed_kit::telemetry::trace::b3::B3Propagator;
+/// use telemed_kit::telemetry::trace::{B3Sampler, SamplerSettings};
+///
+/// let settings = SamplerSettings::from_env(&Env::from_pairs([("OTEL_TRACES_SAMPLER_ARG", "0")])).unwrap();
+/// let provider = SdkTracerProvider::builder().with_sampler(B3Sampler::new(&settings)).build();
+/// let tracer = provider.tracer("example");
+///
+/// // Deferred: the ratio (0 here) decides.
+/// let headers = HashMap::from([("b3".to_owned(), "463ac35c9f6413ad-a2fb4a1d1a96d312".to_owned())]);
+/// let span = tracer.start_with_context("request", &B3Propagator::default().extract(&headers));
+/// assert!(!span.span_context().is_sampled());
+///
+/// // Accepted upstream: sampled whatever the ratio.
+/// let headers = HashMap::from([("b3".to_owned(), "463ac35c9f6413ad-a2fb4a1d1a96d312-1".to_owned())]);
+/// let span = tracer.start_with_context("request", &B3Propagator::default().extract(&headers));
+/// assert!(span.span_context().is_sampled());
+/// ```
 #[derive(Debug, Clone)]
 pub struct B3Sampler {
     root: Sampler,
@@ -172,7 +172,7 @@ mod tests {
     use opentelemetry_sdk::trace::SdkTracerProvider;
 
     use super::*;
-    use crate::telemetry::b3::B3Propagator;
+    use crate::telemetry::trace::b3::B3Propagator;
 
     /// A 128-bit trace id whose low half is all ones: `TraceIdRatioBased` samples it only at ratio 1.
     const UNLUCKY: &str = "463ac35c9f6413adffffffffffffffff";

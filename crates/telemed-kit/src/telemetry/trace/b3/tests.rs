@@ -12,7 +12,7 @@ use opentelemetry::trace::{
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
 use super::*;
-use crate::telemetry::sampler::{B3Sampler, SamplerSettings};
+use crate::telemetry::trace::{B3Sampler, SamplerSettings};
 
 type Headers = &'static [(&'static str, &'static str)];
 

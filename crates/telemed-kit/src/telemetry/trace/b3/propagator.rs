@@ -88,7 +88,7 @@ impl fmt::Display for B3Inject {
 /// ```
 /// use std::collections::HashMap;
 /// use telemed_kit::opentelemetry::propagation::TextMapPropagator;
-/// use telemed_kit::telemetry::b3::{B3Context, B3Inject, B3Propagator, Sampling};
+/// use telemed_kit::telemetry::trace::b3::{B3Context, B3Inject, B3Propagator, Sampling};
 ///
 /// let propagator = B3Propagator::new(B3Inject::Single);
 /// let inbound = HashMap::from([

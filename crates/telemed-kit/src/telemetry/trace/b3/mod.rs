@@ -10,7 +10,7 @@
 //! ```
 //! use std::collections::HashMap;
 //! use telemed_kit::opentelemetry::propagation::TextMapPropagator;
-//! use telemed_kit::telemetry::b3::{B3Context, B3Inject, B3Propagator, Sampling, trace_id_text};
+//! use telemed_kit::telemetry::trace::b3::{B3Context, B3Inject, B3Propagator, Sampling, trace_id_text};
 //!
 //! let propagator = B3Propagator::new(B3Inject::Both);
 //! let inbound = HashMap::from([(
@@ -60,7 +60,7 @@
 //!   [`B3Context`] without ids in the context and no span: the next span is a new root that keeps the decision.
 //!
 //! With ids, the context gets a remote `SpanContext` (sampled for Accept and Debug) and the [`B3Context`] next to
-//! it. [`sampler::B3Sampler`](super::sampler::B3Sampler) reads the decision from there, so Defer reaches the
+//! it. [`B3Sampler`](super::B3Sampler) reads the decision from there, so Defer reaches the
 //! local sampler instead of being taken for Deny.
 //!
 //! # Injection

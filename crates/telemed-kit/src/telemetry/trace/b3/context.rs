@@ -64,7 +64,7 @@ struct Ids {
 /// # Example
 ///
 /// ```
-/// use telemed_kit::telemetry::b3::{B3Context, Sampling};
+/// use telemed_kit::telemetry::trace::b3::{B3Context, Sampling};
 ///
 /// let b3 = B3Context::parse_single("463ac35c9f6413ad-a2fb4a1d1a96d312-d").unwrap();
 /// assert_eq!(b3.sampling(), Sampling::Debug);
@@ -316,7 +316,7 @@ impl fmt::Debug for TraceIdText {
 /// ```
 /// use std::collections::HashMap;
 /// use telemed_kit::opentelemetry::propagation::TextMapPropagator;
-/// use telemed_kit::telemetry::b3::{B3Propagator, trace_id_text};
+/// use telemed_kit::telemetry::trace::b3::{B3Propagator, trace_id_text};
 ///
 /// let headers = HashMap::from([("b3".to_owned(), "463ac35c9f6413ad-a2fb4a1d1a96d312-1".to_owned())]);
 /// let cx = B3Propagator::default().extract(&headers);

@@ -9,7 +9,7 @@
 //!   the id travels in B3 and as Zipkin stores it; 32 otherwise.
 //! - `duration` is at least 1: the schema's minimum, and what Zipkin does with sub-microsecond spans.
 //! - `localEndpoint.serviceName` is the service's name, so that the collector files the span under it.
-//! - the sampler's [`DEBUG_ATTRIBUTE`](crate::telemetry::sampler::DEBUG_ATTRIBUTE) becomes `"debug":true`.
+//! - the sampler's [`DEBUG_ATTRIBUTE`](crate::telemetry::trace::DEBUG_ATTRIBUTE) becomes `"debug":true`.
 //! - every tag value, span name, status description and annotation passes through
 //!   [`redact`](crate::redact::redact): a span attribute set by the service's own code reaches the
 //!   collector masked, however it was recorded.
@@ -26,7 +26,7 @@ use opentelemetry_sdk::trace::SpanData;
 
 use crate::redact::redact;
 use crate::telemetry::json;
-use crate::telemetry::sampler::DEBUG_ATTRIBUTE;
+use crate::telemetry::trace::DEBUG_ATTRIBUTE;
 
 /// Bytes a typical server span takes, to size a batch's buffer in one allocation.
 pub(crate) const SPAN_SIZE_HINT: usize = 400;

@@ -9,15 +9,35 @@
 //!    [`RequestContext`] (current for the whole request);
 //! 4. echoes `x-request-id` in the response, ends the span, and writes one access-log line.
 //!
-//! Probes (`/healthz`, `/readyz`, `/livez`) and `/metrics` are neither traced, counted nor access-logged unless
-//! they fail: the kubelet and Prometheus call them every few seconds on every pod, and a line per call would
-//! drown the log.
+//! The quiet paths ([`DEFAULT_QUIET_PATHS`]: the probes `/healthz`, `/readyz`, `/livez` and `/metrics`) are
+//! neither traced, counted nor access-logged unless they fail: the kubelet and Prometheus call them every few
+//! seconds on every pod, and a line per call would drown the log.
 //!
 //! The access-log line uses the route template (`/settings/{key}`), never the raw path, which can carry CPR
 //! numbers. Its severity follows the status: `low` below 400, `medium` with type `alert` for 4xx (a
 //! plausible client error), `high` for 5xx.
 //!
 //! The layer must sit inside the router (`Router::layer`), where axum has matched the route.
+//!
+//! # Example
+//!
+//! An existing router gets B3 in and out, the request id, server spans, the access log and request metrics:
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use telemed_kit::telemetry::{RequestTelemetryLayer, Telemetry};
+//! use telemed_kit::telemetry::trace::b3::B3Inject;
+//!
+//! // In a service: Telemetry::builder(tracing.propagator()).tracer(tracing.tracer()).metrics(..).access_log(..)
+//! let telemetry = Telemetry::propagation_only(B3Inject::Multi);
+//! let app: Router = Router::new()
+//!     .route("/", get(|| async { "hello" }))
+//!     .layer(RequestTelemetryLayer::new(telemetry));
+//! ```
+
+mod telemetry;
+
+pub use telemetry::{DEFAULT_QUIET_PATHS, Telemetry, TelemetryBuilder};
 
 use std::borrow::Cow;
 use std::fmt;
@@ -36,12 +56,10 @@ use opentelemetry::{KeyValue, Value};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use super::Telemetry;
-use super::b3::trace_id_text;
 use super::context::{self, RequestContext, X_REQUEST_ID};
 use super::log::{ACCESS_TARGET, AccessLine, AccessLog, EventType, Severity};
-use crate::health::is_probe_path;
-use crate::metrics::{InFlight, Label, METRICS_PATH, Metrics, RouteInFlight, RouteMetrics};
+use super::trace::b3::trace_id_text;
+use crate::metrics::{InFlight, Label, Metrics, RouteInFlight, RouteMetrics};
 use crate::redact;
 
 /// Longest inbound `x-request-id` passed on; a longer or non-printable one is replaced by a fresh id.
@@ -96,12 +114,13 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let started = Instant::now();
         let path = request.uri().path();
-        let quiet = is_probe_path(path) || path == METRICS_PATH;
+        let telemetry = self.telemetry.inner();
+        let quiet = telemetry.is_quiet(path);
         let matched = request
             .extensions()
             .get::<MatchedPath>()
             .map_or("unmatched", MatchedPath::as_str);
-        let metrics = &self.telemetry.inner.metrics;
+        let metrics = &telemetry.metrics;
         let cached = self.route.get_or_init(|| RouteNames::new(matched, true));
         let uncached;
         let names = if *cached.template == *matched {
@@ -113,7 +132,7 @@ where
         let route = names.label.clone();
         let method = request.method().clone();
         let standard = standard_method(&method);
-        let access = self.telemetry.inner.access_log.clone();
+        let access = telemetry.access_log.clone();
         // Looked up on the route's first counted request: probes and scrapes must not appear in the metrics,
         // not even as a zero.
         let (in_flight, answered) = if quiet {
@@ -126,12 +145,10 @@ where
             (in_flight, Some(names.metrics(metrics, &method, standard)))
         };
 
-        let inbound = self
-            .telemetry
-            .inner
+        let inbound = telemetry
             .propagator
             .extract_from_headers(&opentelemetry::Context::new(), request.headers());
-        let otel = match &self.telemetry.inner.tracer {
+        let otel = match &telemetry.tracer {
             Some(tracer) if !quiet => {
                 // Room for the status code added at the end, so that the span's attributes allocate once.
                 let mut attributes = Vec::with_capacity(3);
@@ -407,7 +424,7 @@ fn access_log(
         ($level:expr, $kind:ident, $body:literal) => {
             match direct {
                 Some(direct) => {
-                    if tracing::event_enabled!(target: ACCESS_TARGET, $level) {
+                    if direct.enabled($level) {
                         direct.write(&AccessLine {
                             severity: Severity::from_level($level),
                             kind: EventType::$kind,
@@ -501,9 +518,10 @@ mod tests {
     use tracing_subscriber::layer::SubscriberExt as _;
 
     use super::*;
-    use crate::telemetry::b3::TraceIdText;
+    use crate::telemetry::log::LogSettings;
     use crate::telemetry::log::tests::Capture;
     use crate::telemetry::log::{JsonLayer, QueueLimits, non_blocking};
+    use crate::telemetry::trace::b3::TraceIdText;
 
     /// The lines `access_log` writes for one request through `tracing` and the JSON layer, then directly,
     /// under the `LOG_LEVEL` directives `filter`; the request id is generated or one holding a CPR number.
@@ -517,7 +535,10 @@ mod tests {
         let capture = Capture::default();
         let (writer, guard) =
             non_blocking("settings", capture.clone(), QueueLimits::default()).unwrap();
-        let direct = AccessLog::new(writer.clone());
+        let settings =
+            LogSettings::from_env(&crate::config::Env::from_pairs([("LOG_LEVEL", filter)]))
+                .unwrap();
+        let direct = AccessLog::new(writer.clone(), &settings);
         let subscriber = tracing_subscriber::registry()
             .with(tracing_subscriber::EnvFilter::new(filter))
             .with(JsonLayer::new(writer));
