@@ -358,3 +358,60 @@ fn a_matrix_reference_to_a_missing_test_is_caught() {
         assert_eq!(file_reference(not_a_file), None, "{not_a_file}");
     }
 }
+
+// --- adopting the kit step by step -------------------------------------------------------------------------------
+
+/// The ```diff blocks of `page`, each as its text.
+fn diff_blocks(page: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut lines = page.lines();
+    while lines.by_ref().any(|line| line == "```diff") {
+        let block: Vec<&str> = lines.by_ref().take_while(|line| *line != "```").collect();
+        blocks.push(block.join("\n"));
+    }
+    blocks
+}
+
+/// `diff -u` of two files of `dir`, labelled with their paths there, as the page shows it.
+fn unified_diff(dir: &Path, old: &str, new: &str) -> String {
+    let output = std::process::Command::new("diff")
+        .args(["-u", "--label", old, "--label", new, old, new])
+        .current_dir(dir)
+        .output()
+        .expect("diff (diffutils) runs");
+    // 1: the files differ, which each step does; 0 would be a step that changes nothing, 2 an error.
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "diff {old} {new}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("the example is UTF-8")
+        .trim_end()
+        .to_owned()
+}
+
+#[test]
+fn adopting_page_shows_each_step_as_the_diff_from_the_one_before() {
+    let example = root().join("examples/existing-service");
+    let steps = [
+        "steps/0-before.rs",
+        "steps/1-probes-and-shutdown.rs",
+        "steps/2-logs-and-telemetry.rs",
+        "src/main.rs",
+    ];
+    let shown = diff_blocks(&read("docs/adopting.md"));
+    let expected: Vec<String> = steps
+        .windows(2)
+        .map(|pair| unified_diff(&example, pair[0], pair[1]))
+        .collect();
+    assert_eq!(shown.len(), expected.len(), "one diff per step");
+    for (shown, expected) in shown.iter().zip(&expected) {
+        let header = expected.lines().take(2).collect::<Vec<_>>().join(" ");
+        assert!(
+            shown == expected,
+            "docs/adopting.md shows an outdated diff for {header}; the current one is:\n{expected}"
+        );
+    }
+}
