@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project: formatting, lints (Rust and shell), unit and integration tests (real processes,
-# real signals), API docs, the examples, telemetry end to end, rolling restarts, the template, the chart and image
-# checks, and bounded fuzzing. Installs what it needs (idempotent, cached).
+# real signals), API docs, the examples (also copied out of the workspace), telemetry end to end, rolling restarts,
+# the template, the chart and image checks, and bounded fuzzing. Installs what it needs (idempotent, cached).
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 cd "$ROOT"
@@ -21,6 +21,9 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 step "tests (the examples under examples/ run as real processes here too)"
 cargo test --workspace --all-features --locked
+
+step "examples, copied out of the workspace (each builds and passes its tests on its own)"
+bash scripts/test-examples-copied.sh
 
 step "the kit without its default features (no Zipkin export)"
 cargo clippy -p telemed-kit --no-default-features --all-targets --locked -- -D warnings
