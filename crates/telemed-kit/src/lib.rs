@@ -68,6 +68,38 @@ pub mod testing;
 
 mod service;
 
+/// The Rust blocks of the README and of `docs/`, compiled and run as doctests so that they cannot drift from the
+/// API (axum's way: the pages are the doc comments of items that exist only under `cargo test --doc`).
+#[cfg(doctest)]
+mod pages {
+    #[doc = include_str!("../../../README.md")]
+    struct Readme;
+    #[doc = include_str!("../../../docs/adopting.md")]
+    struct AdoptingPage;
+    #[doc = include_str!("../../../docs/architecture.md")]
+    struct ArchitecturePage;
+    #[doc = include_str!("../../../docs/bad-input.md")]
+    struct BadInputPage;
+    #[doc = include_str!("../../../docs/cache.md")]
+    struct CachePage;
+    #[doc = include_str!("../../../docs/configuration.md")]
+    struct ConfigurationPage;
+    #[doc = include_str!("../../../docs/deploy-ehealth.md")]
+    struct DeployEhealthPage;
+    #[doc = include_str!("../../../docs/getting-started.md")]
+    struct GettingStartedPage;
+    #[doc = include_str!("../../../docs/kvstore.md")]
+    struct KvstorePage;
+    #[doc = include_str!("../../../docs/logging.md")]
+    struct LoggingPage;
+    #[doc = include_str!("../../../docs/operations.md")]
+    struct OperationsPage;
+    #[doc = include_str!("../../../docs/performance.md")]
+    struct PerformancePage;
+    #[doc = include_str!("../../../docs/requirements.md")]
+    struct RequirementsPage;
+}
+
 pub use config::ConfigError;
 pub use service::{Service, ServiceError, ServiceSettings};
 

@@ -415,3 +415,23 @@ fn adopting_page_shows_each_step_as_the_diff_from_the_one_before() {
         );
     }
 }
+
+#[test]
+fn every_page_is_compiled_as_doctests() {
+    // lib.rs includes each page as the doc comment of an item that exists only under `cargo test --doc`, so that
+    // its Rust blocks compile and run; a page left out would drift unnoticed.
+    let lib = read("crates/telemed-kit/src/lib.rs");
+    let mut pages = vec!["README.md".to_owned()];
+    for entry in std::fs::read_dir(root().join("docs")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".md") {
+            pages.push(format!("docs/{name}"));
+        }
+    }
+    assert!(pages.len() > 10, "{pages:?}");
+    let missing: Vec<_> = pages
+        .iter()
+        .filter(|page| !lib.contains(&format!("#[doc = include_str!(\"../../../{page}\")]")))
+        .collect();
+    assert!(missing.is_empty(), "pages lib.rs does not compile as doctests: {missing:?}");
+}
