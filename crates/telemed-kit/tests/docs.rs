@@ -433,5 +433,8 @@ fn every_page_is_compiled_as_doctests() {
         .iter()
         .filter(|page| !lib.contains(&format!("#[doc = include_str!(\"../../../{page}\")]")))
         .collect();
-    assert!(missing.is_empty(), "pages lib.rs does not compile as doctests: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "pages lib.rs does not compile as doctests: {missing:?}"
+    );
 }
