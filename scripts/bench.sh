@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Cost of the kit: the reference service's full stack (JSON logs on, every request sampled and exported to a
-# local Zipkin sink) against bare axum serving the same `GET /`, with wrk; plus startup time and idle RSS.
+# local Zipkin sink) against bare axum serving the same `GET /`, with wrk; plus startup time and idle RSS. The
+# same parts composed by hand in a service's own main (examples/existing-service) run in the same rounds.
 # Not part of CI (noisy, minutes long). Installs what it needs, builds both binaries (release), runs
 # scripts/bench/run.py and, with --write-doc, puts the report into docs/performance.md between its markers.
 #
@@ -27,8 +28,8 @@ step "tools"
 ensure_apt wrk util-linux valgrind
 python=$(command -v python3)
 
-step "build reference-service (release)"
-cargo build --release --locked -p reference-service
+step "build reference-service and examples/existing-service (release)"
+cargo build --release --locked -p reference-service -p example-existing-service
 target_dir=$(cargo_target_dir)
 
 step "build bare axum (release, the workspace's lock file and target directory)"
@@ -58,7 +59,7 @@ step "benchmark"
 report=$(mktemp)
 trap 'rm -f "$report"' EXIT
 "$python" scripts/bench/run.py --kit "$target_dir/release/reference-service" \
-  --bare "$target_dir/release/bare-axum" --markdown "$report" --json "$target_dir/bench-results.json" \
+  --bare "$target_dir/release/bare-axum" --parts "$target_dir/release/existing-service" --markdown "$report" --json "$target_dir/bench-results.json" \
   "${args[@]+"${args[@]}"}"
 
 if $write_doc; then

@@ -1,10 +1,12 @@
-"""Benchmark driver for scripts/bench.sh: the reference service's full stack against bare axum.
+"""Benchmark driver for scripts/bench.sh: the reference service's full stack against bare axum, and the same
+parts composed by hand in examples/existing-service.
 
-Run with: scripts/bench.sh [--rounds N --duration S ...] (it builds both binaries and passes their paths).
+Run with: scripts/bench.sh [--rounds N --duration S ...] (it builds the binaries and passes their paths).
 
-- Throughput and latency: wrk (keep-alive, 64 connections, one thread) on `GET /`, the servers pinned to one
-  core and wrk plus the Zipkin sink to the other; bare, kit, kit with metrics off, bare, ... for several rounds;
-  medians. A run during which the hypervisor took more than STEAL_LIMIT_PCT of the server CPU is repeated. The
+- Throughput and latency: wrk (keep-alive, 64 connections, one thread) on `GET /` (`GET /events` of the existing
+  service, a route that does no work of its own, as bare axum's and the reference service's `GET /` do none),
+  the servers pinned to one core and wrk plus the Zipkin sink to the other; bare, kit, kit with metrics off,
+  parts, bare, ... for several rounds; medians. A run during which the hypervisor took more than STEAL_LIMIT_PCT of the server CPU is repeated. The
   kit runs in production shape: JSON logs on (stdout to a file), every request sampled (B3 `X-B3-Sampled: 1`
   from wrk, ratio 1) and exported to a local sink (scripts/bench/sink.py) that discards spans.
 - Startup: exec to the first 200 from /livez, polled in a tight loop from the other core, export configured;
@@ -75,10 +77,13 @@ def http_json(port: int, path: str) -> dict:
 
 
 class Server:
-    """A server binary pinned to SERVER_CPU, stdout to `log` (a file, as a collector would read it)."""
+    """A server binary pinned to SERVER_CPU, stdout to `log` (a file, as a collector would read it); the load
+    goes to `path`."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path, ready_path: str):
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path, ready_path: str,
+                 path: str = "/"):
         self.name = name
+        self.path = path
         self.port = int(env["PORT"])
         self.log = log
         self.process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log.open("wb"),
@@ -131,9 +136,9 @@ def cpu_times(cpu: int) -> list[int]:
     raise KeyError(cpu)
 
 
-def wrk(port: int, seconds: int, connections: int) -> dict:
+def wrk(port: int, seconds: int, connections: int, path: str = "/") -> dict:
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(HERE / "b3.lua"),
-            f"http://127.0.0.1:{port}/"]
+            f"http://127.0.0.1:{port}{path}"]
     before = cpu_times(SERVER_CPU)
     output = subprocess.run(argv, capture_output=True, text=True, check=True, preexec_fn=pinned(LOAD_CPU)).stdout
     # Time the hypervisor gave the server's vCPU to someone else: a busy host shows here, not in the figures.
@@ -170,6 +175,18 @@ def kit_env(port: int, sink_port: int) -> dict[str, str]:
     }
 
 
+# The route of examples/existing-service that does nothing of its own, like the other servers' `GET /`.
+PARTS_PATH = "/events"
+
+
+def parts_env(port: int, sink_port: int) -> dict[str, str]:
+    """The reference service's production shape, for examples/existing-service (which calls UPSTREAM_URL only
+    on `GET /upstream`, never hit here)."""
+    env = kit_env(port, sink_port)
+    env.pop("KVSTORE_URL")
+    return {**env, "UPSTREAM_URL": f"http://127.0.0.1:{sink_port}"}
+
+
 def load(args, workdir: Path, sink_port: int) -> dict:
     bare = Server("bare", [args.bare], {"PATH": os.environ.get("PATH", ""), "PORT": str(free_port())},
                   workdir / "bare.log", "/")
@@ -177,15 +194,18 @@ def load(args, workdir: Path, sink_port: int) -> dict:
     # The same full stack with metrics off, in the same rounds: what recording metrics costs, side by side.
     no_metrics = Server("kit, metrics off", [args.kit], {**kit_env(free_port(), sink_port), "METRICS_ENABLED": "false"},
                         workdir / "kit-no-metrics.log", "/livez")
-    servers = {"bare": bare, "kit": kit, "kit_no_metrics": no_metrics}
+    # The same parts composed by hand in a service's own main, in the same rounds.
+    parts = Server("parts", [args.parts], parts_env(free_port(), sink_port), workdir / "parts.log", "/livez",
+                   PARTS_PATH)
+    servers = {"bare": bare, "kit": kit, "kit_no_metrics": no_metrics, "parts": parts}
     rounds: dict[str, list[dict]] = {name: [] for name in servers}
     repeated: list[dict] = []
     try:
         for server in servers.values():
-            wrk(server.port, args.warmup, args.connections)
+            wrk(server.port, args.warmup, args.connections, server.path)
         for number in range(1, args.rounds + 1):
             for name, server in servers.items():
-                result = measure(server, args, sink_port if name == "kit" else None)
+                result = measure(server, args, sink_port if name in ("kit", "parts") else None)
                 for discarded in result.pop("discarded"):
                     repeated.append({"round": number, "server": name, **discarded})
                 rounds[name].append(result)
@@ -205,7 +225,7 @@ def measure(server: Server, args, sink_port: int | None) -> dict:
         spans_before = http_json(sink_port, "/stats")["spans"] if sink_port else 0
         log_size_before = server.log.stat().st_size
         cpu_before, threads_before = server.cpu_seconds(), server.thread_cpu()
-        result = wrk(server.port, args.duration, args.connections)
+        result = wrk(server.port, args.duration, args.connections, server.path)
         result["cpu_us_per_request"] = (server.cpu_seconds() - cpu_before) / result["requests"] * 1e6
         result["thread_us_per_request"] = {
             name: (cpu - threads_before.get(name, 0.0)) / result["requests"] * 1e6
@@ -299,6 +319,7 @@ def summarise(results: dict) -> dict:
     med = lambda name, key: statistics.median(r[key] for r in rounds[name])
     pairwise = lambda key: statistics.median(k[key] / b[key] for b, k in zip(rounds["bare"], rounds["kit"]))
     kit_requests = sum(r["requests"] for r in rounds["kit"])
+    parts_requests = sum(r["requests"] for r in rounds["parts"])
     return {
         "bare_rps": med("bare", "rps"), "kit_rps": med("kit", "rps"),
         "bare_p99_ms": med("bare", "p99_ms"), "kit_p99_ms": med("kit", "p99_ms"),
@@ -320,7 +341,27 @@ def summarise(results: dict) -> dict:
         "no_metrics_cpu_us": med("kit_no_metrics", "cpu_us_per_request"),
         "metrics_rps_ratio_pairwise": statistics.median(
             k["rps"] / n["rps"] for k, n in zip(rounds["kit"], rounds["kit_no_metrics"])),
+        "parts_rps": med("parts", "rps"), "parts_p99_ms": med("parts", "p99_ms"),
+        "parts_p50_ms": med("parts", "p50_ms"), "parts_cpu_us": med("parts", "cpu_us_per_request"),
+        "parts_rps_ratio": med("parts", "rps") / med("bare", "rps"),
+        "parts_p99_ratio": med("parts", "p99_ms") / med("bare", "p99_ms"),
+        "parts_rps_ratio_pairwise": statistics.median(
+            p["rps"] / b["rps"] for b, p in zip(rounds["bare"], rounds["parts"])),
+        "parts_p99_ratio_pairwise": statistics.median(
+            p["p99_ms"] / b["p99_ms"] for b, p in zip(rounds["bare"], rounds["parts"])),
+        "parts_spans_per_request": sum(r["spans_exported"] for r in rounds["parts"]) / parts_requests,
+        "parts_log_lines_per_request": sum(r["log_lines"] for r in rounds["parts"]) / parts_requests,
+        "parts_startup_ms": statistics.median(results["startup"]["parts"]["ms"]),
+        "parts_idle_rss_mib": statistics.median(results["startup"]["parts"]["rss_kib"]) / 1024,
+        "parts_peak_rss_mib": results["load"]["peak_rss_kib"]["parts"] / 1024,
     }
+
+
+def targets_met(s: dict, prefix: str) -> bool:
+    """The four targets, for the reference service (`prefix` "") or the parts composed by hand ("parts_")."""
+    return (s[f"{prefix}rps_ratio"] >= TARGETS["rps_ratio"] and s[f"{prefix}p99_ratio"] <= TARGETS["p99_ratio"]
+            and s[f"{prefix}startup_ms"] <= TARGETS["startup_ms"]
+            and s[f"{prefix}idle_rss_mib"] <= TARGETS["idle_rss_mib"])
 
 
 def markdown(results: dict) -> str:
@@ -351,6 +392,28 @@ def markdown(results: dict) -> str:
         "",
         f"The kit wrote {s['log_lines_per_request']:.3f} log lines and exported {s['spans_per_request']:.3f} "
         "spans per request (1 and 1 mean nothing was dropped).",
+        "",
+        "The same parts composed by hand in a service's own `main` (`examples/existing-service`, "
+        f"`GET {PARTS_PATH}`), in the same rounds (medians):",
+        "",
+        "| Figure | bare axum | parts by hand | parts / bare | Target | |",
+        "|---|---:|---:|---:|---|---|",
+        f"| Throughput (req/s) | {s['bare_rps']:,.0f} | {s['parts_rps']:,.0f} | {s['parts_rps_ratio']:.3f} "
+        f"(pairwise {s['parts_rps_ratio_pairwise']:.3f}) | >= 0.5 | "
+        f"{met(s['parts_rps_ratio'] >= TARGETS['rps_ratio'])} |",
+        f"| p99 latency (ms) | {s['bare_p99_ms']:.2f} | {s['parts_p99_ms']:.2f} | {s['parts_p99_ratio']:.3f} "
+        f"(pairwise {s['parts_p99_ratio_pairwise']:.3f}) | <= 2 | "
+        f"{met(s['parts_p99_ratio'] <= TARGETS['p99_ratio'])} |",
+        f"| Server CPU per request (µs) | {s['bare_cpu_us']:.1f} | {s['parts_cpu_us']:.1f} | "
+        f"{s['parts_cpu_us'] / s['bare_cpu_us']:.2f} | | |",
+        f"| Startup, exec to first 200 (ms) | {s['bare_startup_ms']:.1f} | {s['parts_startup_ms']:.1f} | | "
+        f"<= 20 ms | {met(s['parts_startup_ms'] <= TARGETS['startup_ms'])} |",
+        f"| Idle RSS (MiB) | {s['bare_idle_rss_mib']:.1f} | {s['parts_idle_rss_mib']:.1f} | | <= 10 MiB | "
+        f"{met(s['parts_idle_rss_mib'] <= TARGETS['idle_rss_mib'])} |",
+        f"| Peak RSS under load (MiB) | {s['bare_peak_rss_mib']:.1f} | {s['parts_peak_rss_mib']:.1f} | | | |",
+        "",
+        f"The parts wrote {s['parts_log_lines_per_request']:.3f} log lines and exported "
+        f"{s['parts_spans_per_request']:.3f} spans per request.",
         "",
         "Metrics, recorded on the request path, on and off side by side (same rounds, medians):",
         "",
@@ -393,13 +456,15 @@ def markdown(results: dict) -> str:
         "",
         "Per round (req/s, p99 ms):",
         "",
-        "| Round | bare req/s | kit req/s | bare p99 | kit p99 | steal on the server CPU (bare, kit) |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| Round | bare req/s | kit req/s | parts req/s | bare p99 | kit p99 | parts p99 | steal on the server CPU "
+        "(bare, kit, parts) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     rounds = results["load"]["rounds"]
-    for i, (b, k) in enumerate(zip(rounds["bare"], rounds["kit"]), 1):
-        lines.append(f"| {i} | {b['rps']:,.0f} | {k['rps']:,.0f} | {b['p99_ms']:.2f} | {k['p99_ms']:.2f} | "
-                     f"{b['steal_pct']:.1f} %, {k['steal_pct']:.1f} % |")
+    for i, (b, k, p) in enumerate(zip(rounds["bare"], rounds["kit"], rounds["parts"]), 1):
+        lines.append(f"| {i} | {b['rps']:,.0f} | {k['rps']:,.0f} | {p['rps']:,.0f} | {b['p99_ms']:.2f} | "
+                     f"{k['p99_ms']:.2f} | {p['p99_ms']:.2f} | {b['steal_pct']:.1f} %, {k['steal_pct']:.1f} %, "
+                     f"{p['steal_pct']:.1f} % |")
     figures = lambda r: f"({r['steal_pct']:.1f} % steal, {r['rps']:,.0f} req/s, p99 {r['p99_ms']:.2f} ms)"
     repeats = [f"{r['server'].replace('_', ' ')} in round {r['round']} {figures(r)}"
                for r in results["load"]["repeated"]]
@@ -429,6 +494,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kit", required=True, help="the reference service binary (release)")
     parser.add_argument("--bare", required=True, help="the bare axum binary (release)")
+    parser.add_argument("--parts", required=True, help="the examples/existing-service binary (release)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per server")
@@ -452,13 +518,15 @@ def main() -> None:
         try:
             sink.stdout.readline()  # "sink listening"
             results = {"machine": machine(), "args": {k: v for k, v in vars(args).items() if k not in
-                                                        ("json", "markdown", "kit", "bare")}}
+                                                        ("json", "markdown", "kit", "bare", "parts")}}
             results["load"] = load(args, workdir, sink_port)
             results["breakdown"] = breakdown(args, workdir, sink_port) if args.breakdown else {}
             results["startup"] = {
                 "kit": startup(args.kit, lambda port: kit_env(port, sink_port), "/livez", args.startup_runs,
                                args.idle),
                 "bare": startup(args.bare, lambda port: {"PORT": str(port)}, "/", args.startup_runs, args.idle),
+                "parts": startup(args.parts, lambda port: parts_env(port, sink_port), "/livez", args.startup_runs,
+                                 args.idle),
             }
         finally:
             sink.terminate()
@@ -470,10 +538,8 @@ def main() -> None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     if args.markdown:
         args.markdown.write_text(report)
-    ok = (results["summary"]["rps_ratio"] >= TARGETS["rps_ratio"] and results["summary"]["p99_ratio"] <=
-          TARGETS["p99_ratio"] and results["summary"]["startup_ms"] <= TARGETS["startup_ms"] and
-          results["summary"]["idle_rss_mib"] <= TARGETS["idle_rss_mib"])
-    verdict = "all targets met" if ok else "some targets missed (see the table)"
+    ok = targets_met(results["summary"], "") and targets_met(results["summary"], "parts_")
+    verdict = "all targets met" if ok else "some targets missed (see the tables)"
     print(f"{verdict}, but the machine was busy: run again" if busy(results) else verdict)
 
 

@@ -47,8 +47,9 @@
 //! # Re-exports
 //!
 //! The crates whose types appear in the kit's public signatures are re-exported, so that a service uses the
-//! versions the kit was built with: [`axum`], [`opentelemetry`], [`opentelemetry_sdk`], [`prometheus_client`],
-//! [`reqwest`], [`tracing`], [`tracing_opentelemetry`] and [`tracing_subscriber`].
+//! versions the kit was built with: [`axum`] (whose `axum::body::Bytes` is the `Bytes` of the kit's signatures),
+//! [`opentelemetry`], [`opentelemetry_sdk`], [`prometheus_client`], [`reqwest`], [`tracing`],
+//! [`tracing_opentelemetry`], [`tracing_subscriber`], and with the `testing` feature `serde_json`.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -108,6 +109,9 @@ pub use opentelemetry;
 pub use opentelemetry_sdk;
 pub use prometheus_client;
 pub use reqwest;
+/// The JSON values the [`testing`] helpers hand out (log lines, response bodies).
+#[cfg(feature = "testing")]
+pub use serde_json;
 pub use tracing;
 pub use tracing_opentelemetry;
 pub use tracing_subscriber;
