@@ -239,40 +239,66 @@ fn step_1_adds_probes_and_the_shutdown_sequence_and_keeps_the_teams_subscriber()
     sigterm_and_exit_0_inside_the_grace_period(&mut service, grace);
 }
 
-#[test]
-fn step_2_logs_in_the_model_with_the_trace_id_and_exports_the_handlers_span_as_a_child() {
-    let (upstream, _) = upstream();
-    let (endpoint, spans) = collector();
-    let mut service = start(
-        env!("CARGO_BIN_EXE_existing-service-step-2"),
-        &[
-            ("UPSTREAM_URL", &upstream),
-            ("OTEL_EXPORTER_ZIPKIN_ENDPOINT", &endpoint),
-            ("SHUTDOWN_DELAY", "100ms"),
-        ],
-    );
-    let events_before = events_seen(&service);
-    let hello = b3_get(&service, "/");
+/// A binary of step 2 or later, exporting its spans to a collector of the test's own, with a real upstream.
+struct Exporting {
+    service: ServiceProcess,
+    calls: Arc<Mutex<Vec<HeaderMap>>>,
+    spans: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Exporting {
+    fn start(binary: &str) -> Self {
+        let (upstream, calls) = upstream();
+        let (endpoint, spans) = collector();
+        let service = start(
+            binary,
+            &[
+                ("UPSTREAM_URL", &upstream),
+                ("OTEL_EXPORTER_ZIPKIN_ENDPOINT", &endpoint),
+                ("SHUTDOWN_DELAY", "100ms"),
+            ],
+        );
+        Self {
+            service,
+            calls,
+            spans,
+        }
+    }
+
+    /// SIGTERM, exit 0; the spans are flushed by then.
+    fn stop(&mut self) {
+        self.service.signal(Signal::Term).unwrap();
+        let status = self.service.wait_exit(TIMEOUT).unwrap().expect("exited");
+        assert_eq!(status.code(), Some(0), "{:#?}", self.service.lines());
+    }
+}
+
+/// `GET /` with B3 under the team's layer, then the logs and spans it left: what steps 2 and 3 both prove.
+/// `while_serving` checks more before the service stops.
+fn logs_spans_and_the_teams_layer(binary: &str, while_serving: impl FnOnce(&ServiceProcess)) {
+    let mut exporting = Exporting::start(binary);
+    let service = &exporting.service;
+    let events_before = events_seen(service);
+    let hello = b3_get(service, "/");
     assert_eq!(hello.status, 200);
     assert_eq!(hello.header("x-request-id"), Some(REQUEST_ID));
     assert!(
-        events_seen(&service) > events_before,
+        events_seen(service) > events_before,
         "the team's layer still sees events"
     );
-    let metrics = http_get(service.addr(), "/metrics", TIMEOUT).unwrap();
-    assert!(
-        metrics
-            .body
-            .contains(r#"http_server_requests_total{method="GET",route="/",status_class="2xx"} 1"#),
-        "{}",
-        metrics.body
-    );
-    service.signal(Signal::Term).unwrap();
-    let status = service.wait_exit(TIMEOUT).unwrap().expect("exited");
-    assert_eq!(status.code(), Some(0));
+    while_serving(service);
+    exporting.stop();
+    assert_request_logged_with_its_trace_id(&exporting.service.lines());
+    assert_handler_span_is_a_child_of_the_server_span(&exporting.spans.lock().unwrap());
+}
 
-    assert_request_logged_with_its_trace_id(&service.lines());
-    assert_handler_span_is_a_child_of_the_server_span(&spans.lock().unwrap());
+#[test]
+fn step_2_logs_in_the_model_with_the_trace_id_and_exports_the_handlers_span_as_a_child() {
+    logs_spans_and_the_teams_layer(env!("CARGO_BIN_EXE_existing-service-step-2"), |service| {
+        let metrics = http_get(service.addr(), "/metrics", TIMEOUT).unwrap();
+        let counted = r#"http_server_requests_total{method="GET",route="/",status_class="2xx"} 1"#;
+        assert!(metrics.body.contains(counted), "{}", metrics.body);
+    });
 }
 
 /// The handler's own line and the access-log line carry the inbound trace id; the process's own lines do not.
@@ -298,7 +324,7 @@ fn assert_request_logged_with_its_trace_id(lines: &[String]) {
 
 /// The server span continues the inbound trace; the span the handler made through `opentelemetry::global` is
 /// its child, in the same trace.
-fn assert_handler_span_is_a_child_of_the_server_span(spans: &[Value]) -> String {
+fn assert_handler_span_is_a_child_of_the_server_span(spans: &[Value]) {
     let server = spans
         .iter()
         .find(|span| span["kind"] == "SERVER" && span["name"] == "GET /")
@@ -311,40 +337,22 @@ fn assert_handler_span_is_a_child_of_the_server_span(spans: &[Value]) -> String 
         .unwrap_or_else(|| panic!("no span of the handler: {spans:#?}"));
     assert_eq!(handler["traceId"], TRACE_ID);
     assert_eq!(handler["parentId"], server["id"]);
-    server["id"].as_str().unwrap().to_owned()
 }
 
 #[test]
 fn the_adopted_service_forwards_b3_and_the_istio_headers_to_its_upstream() {
-    let (upstream, seen) = upstream();
-    let (endpoint, spans) = collector();
-    let mut service = start(
-        env!("CARGO_BIN_EXE_existing-service"),
-        &[
-            ("UPSTREAM_URL", &upstream),
-            ("OTEL_EXPORTER_ZIPKIN_ENDPOINT", &endpoint),
-            ("SHUTDOWN_DELAY", "100ms"),
-        ],
-    );
-    let answer = b3_get(&service, "/upstream");
+    let mut exporting = Exporting::start(env!("CARGO_BIN_EXE_existing-service"));
+    let answer = b3_get(&exporting.service, "/upstream");
     assert_eq!(
         (answer.status, answer.body.as_str()),
         (200, "hello from upstream")
     );
     // A later call without inbound headers carries none of these.
-    assert_eq!(
-        http_get(service.addr(), "/upstream", TIMEOUT)
-            .unwrap()
-            .status,
-        200
-    );
-    service.signal(Signal::Term).unwrap();
-    assert_eq!(
-        service.wait_exit(TIMEOUT).unwrap().expect("exited").code(),
-        Some(0)
-    );
+    let later = http_get(exporting.service.addr(), "/upstream", TIMEOUT).unwrap();
+    assert_eq!(later.status, 200);
+    exporting.stop();
 
-    let seen = seen.lock().unwrap();
+    let seen = exporting.calls.lock().unwrap();
     let header = |headers: &HeaderMap, name: &str| {
         headers
             .get(name)
@@ -380,7 +388,7 @@ fn the_adopted_service_forwards_b3_and_the_istio_headers_to_its_upstream() {
     assert_ne!(header(later, "x-b3-traceid").as_deref(), Some(TRACE_ID));
 
     // The outbound call's span is a child of the server span, and its id is the one the upstream received.
-    let spans = spans.lock().unwrap();
+    let spans = exporting.spans.lock().unwrap();
     let server = spans
         .iter()
         .find(|span| span["kind"] == "SERVER" && span["traceId"] == TRACE_ID)
@@ -396,26 +404,7 @@ fn the_adopted_service_forwards_b3_and_the_istio_headers_to_its_upstream() {
 
 #[test]
 fn the_adopted_service_logs_in_the_model_exports_its_handler_span_and_keeps_the_teams_layer() {
-    let (upstream, _) = upstream();
-    let (endpoint, spans) = collector();
-    let mut service = start(
-        env!("CARGO_BIN_EXE_existing-service"),
-        &[
-            ("UPSTREAM_URL", &upstream),
-            ("OTEL_EXPORTER_ZIPKIN_ENDPOINT", &endpoint),
-            ("SHUTDOWN_DELAY", "100ms"),
-        ],
-    );
-    let events_before = events_seen(&service);
-    assert_eq!(b3_get(&service, "/").status, 200);
-    assert!(events_seen(&service) > events_before);
-    service.signal(Signal::Term).unwrap();
-    assert_eq!(
-        service.wait_exit(TIMEOUT).unwrap().expect("exited").code(),
-        Some(0)
-    );
-    assert_request_logged_with_its_trace_id(&service.lines());
-    assert_handler_span_is_a_child_of_the_server_span(&spans.lock().unwrap());
+    logs_spans_and_the_teams_layer(env!("CARGO_BIN_EXE_existing-service"), |_| {});
 }
 
 #[test]

@@ -68,7 +68,7 @@ where
         let http1 = request.version() <= Version::HTTP_11;
         ShutdownFuture {
             inner: CURRENT.scope(
-                ShutdownToken::new(inner.draining.clone()),
+                ShutdownToken::new(Arc::clone(inner)),
                 self.inner.call(request),
             ),
             guard: Some(guard),

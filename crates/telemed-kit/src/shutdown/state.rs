@@ -8,7 +8,6 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::settings::ShutdownSettings;
-use super::token::ShutdownToken;
 
 /// Why shutdown started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,7 +235,8 @@ impl Shutdown {
         }
     }
 
-    /// Marks the start of draining: cancels every [`ShutdownToken`] and [`Shutdown::drain_signal`].
+    /// Marks the start of draining: cancels every [`ShutdownToken`](super::ShutdownToken) and
+    /// [`Shutdown::drain_signal`].
     pub fn begin_drain(&self) {
         self.inner.draining.cancel();
     }
@@ -247,11 +247,6 @@ impl Shutdown {
     /// sequence (see [`Runner`](super::Runner) for what that gives and what it cannot).
     pub fn drain_signal(&self) -> impl Future<Output = ()> + Send + 'static {
         self.inner.draining.clone().cancelled_owned()
-    }
-
-    /// A token cancelled when draining starts.
-    pub fn token(&self) -> ShutdownToken {
-        ShutdownToken::new(self.inner.draining.clone())
     }
 
     /// Requests currently being handled under [`Shutdown::layer`].

@@ -1,10 +1,13 @@
 //! [`ShutdownToken`]: how a long-lived handler learns that draining has started.
 
+use std::sync::Arc;
+
 use axum::extract::FromRequestParts;
 use axum::response::IntoResponse;
 use http::StatusCode;
 use http::request::Parts;
-use tokio_util::sync::CancellationToken;
+
+use super::state::{Inner, Shutdown};
 
 /// Cancelled when the service starts draining.
 ///
@@ -12,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 /// request's token current for the request's task, which costs less than a request extension (an allocation
 /// and a map insert per request). Code outside a request gets one from [`Shutdown::token`](super::Shutdown::token).
 #[derive(Clone)]
-pub struct ShutdownToken(CancellationToken);
+pub struct ShutdownToken(Arc<Inner>);
 
 impl std::fmt::Debug for ShutdownToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -23,18 +26,27 @@ impl std::fmt::Debug for ShutdownToken {
 }
 
 impl ShutdownToken {
-    pub(super) fn new(draining: CancellationToken) -> Self {
-        Self(draining)
+    // One per request under the layer: an `Arc` clone, where cloning the `CancellationToken` itself would take
+    // its lock, on every request, twice.
+    pub(super) fn new(shutdown: Arc<Inner>) -> Self {
+        Self(shutdown)
     }
 
     /// Completes when draining starts.
     pub async fn cancelled(&self) {
-        self.0.cancelled().await;
+        self.0.draining.cancelled().await;
     }
 
     /// Whether draining has started.
     pub fn is_cancelled(&self) -> bool {
-        self.0.is_cancelled()
+        self.0.draining.is_cancelled()
+    }
+}
+
+impl Shutdown {
+    /// A token cancelled when draining starts.
+    pub fn token(&self) -> ShutdownToken {
+        ShutdownToken::new(Arc::clone(&self.inner))
     }
 }
 
