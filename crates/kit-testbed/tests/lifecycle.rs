@@ -418,3 +418,56 @@ fn each_invalid_configuration_value_exits_2_with_one_line() {
         );
     }
 }
+
+#[test]
+fn the_runner_keeps_plain_axum_serve_accepting_through_the_delay_then_drains_and_exits_0() {
+    let service = ServiceProcess::spawn(
+        env!("CARGO_BIN_EXE_kit-testbed-axum"),
+        &[("SHUTDOWN_DELAY", "1s"), ("SHUTDOWN_GRACE_PERIOD", "5s")],
+    )
+    .unwrap();
+    service
+        .wait_for_log(|line| line["body"] == "listening", START_TIMEOUT)
+        .expect("the service logs that it is listening");
+    let ready = Instant::now();
+    while get(&service, "/healthz").status != 200 {
+        assert!(ready.elapsed() < START_TIMEOUT, "never ready");
+    }
+    let in_flight = get_in_background(&service, "/slow?ms=2000", Duration::from_secs(10));
+    service
+        .wait_for_log(body_contains("slow request started"), START_TIMEOUT)
+        .expect("the slow request reaches its handler");
+
+    let signalled = Instant::now();
+    service.signal(Signal::Term).unwrap();
+    while get(&service, "/healthz").status != 503 {
+        assert!(
+            signalled.elapsed() < START_TIMEOUT,
+            "readiness never turned 503"
+        );
+    }
+    let during_delay = get(&service, "/livez");
+    assert_eq!(
+        during_delay.status, 200,
+        "axum still accepts a new connection"
+    );
+    assert_eq!(during_delay.header("connection"), Some("close"));
+
+    let finished = in_flight
+        .recv()
+        .unwrap()
+        .expect("the in-flight request completes");
+    assert_eq!((finished.status, finished.body.as_str()), (200, "done"));
+    let (status, lines) = service.finish(Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        status.expect("exits inside the grace period").code(),
+        Some(0)
+    );
+    assert!(signalled.elapsed() < Duration::from_millis(4500));
+    let phases: Vec<String> = lines
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|line| line["phase"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(phases, ["readiness_off", "drain", "hooks", "flush", "exit"]);
+}

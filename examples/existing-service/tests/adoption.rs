@@ -323,7 +323,8 @@ fn assert_request_logged_with_its_trace_id(lines: &[String]) {
 }
 
 /// The server span continues the inbound trace; the span the handler made through `opentelemetry::global` is
-/// its child, in the same trace.
+/// its child, and the span of the `#[tracing::instrument]` function the handler calls is that one's child, all in
+/// the same trace.
 fn assert_handler_span_is_a_child_of_the_server_span(spans: &[Value]) {
     let server = spans
         .iter()
@@ -337,6 +338,13 @@ fn assert_handler_span_is_a_child_of_the_server_span(spans: &[Value]) {
         .unwrap_or_else(|| panic!("no span of the handler: {spans:#?}"));
     assert_eq!(handler["traceId"], TRACE_ID);
     assert_eq!(handler["parentId"], server["id"]);
+    // And the span of `#[tracing::instrument]` inside it, through the tracing part's layer.
+    let render = spans
+        .iter()
+        .find(|span| span["name"] == "render")
+        .unwrap_or_else(|| panic!("no span of the instrumented function: {spans:#?}"));
+    assert_eq!(render["traceId"], TRACE_ID);
+    assert_eq!(render["parentId"], handler["id"]);
 }
 
 #[test]
