@@ -49,6 +49,15 @@ fn get_in_background(
     receiver
 }
 
+/// The `drained` field of the `hooks` phase line: whether every request finished before the drain deadline.
+fn drained(lines: &[String]) -> Option<bool> {
+    lines
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line["phase"] == "hooks")
+        .and_then(|line| line["drained"].as_bool())
+}
+
 #[test]
 fn readiness_is_503_until_a_slow_startup_task_completes() {
     let service = start(&[("TESTBED_STARTUP_DELAY", "1500ms")]);
@@ -161,6 +170,7 @@ fn sigterm_turns_readiness_off_serves_through_the_delay_and_drains_in_flight_req
         .filter_map(|line| line["phase"].as_str().map(str::to_owned))
         .collect();
     assert_eq!(phases, ["readiness_off", "drain", "hooks", "flush", "exit"]);
+    assert_eq!(drained(&lines), Some(true), "{lines:#?}");
 }
 
 #[test]
@@ -189,6 +199,7 @@ fn a_request_that_never_finishes_is_cut_off_before_the_deadline_with_exit_1() {
     assert_eq!(cut_off.len(), 1, "one cut-off line: {lines:#?}");
     let line: Value = serde_json::from_str(cut_off[0]).unwrap();
     assert_eq!(line["requests_cut_off"], 1);
+    assert_eq!(drained(&lines), Some(false), "{lines:#?}");
 }
 
 #[test]

@@ -213,7 +213,7 @@ impl Runner {
             spawn_startup_task(&shutdown, health.as_ref(), name, task);
         }
 
-        let (started, timeline) = {
+        let (started, timeline, drained) = {
             let serving = server.into_future().fuse();
             tokio::pin!(serving);
             let (started, trigger) = tokio::select! {
@@ -255,8 +255,7 @@ impl Runner {
             })
             .await
             .is_ok();
-            tracing::debug!(drained, "drain finished");
-            (started, timeline)
+            (started, timeline, drained)
         };
         let hooks_started = Instant::now();
         if let Some(metrics) = &metrics {
@@ -271,6 +270,7 @@ impl Runner {
             phase = "hooks",
             elapsed_ms = elapsed_ms(started),
             in_flight = shutdown.in_flight(),
+            drained,
             "running {} shutdown hooks",
             hooks.len()
         );
