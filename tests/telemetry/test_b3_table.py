@@ -139,9 +139,17 @@ MALFORMED = [
     row("trace-without-span", [("X-B3-TraceId", T32), ("X-B3-Sampled", "1")], None),
     row("span-without-trace", [("X-B3-SpanId", S), ("X-B3-Sampled", "1")], None),
     row("parent-without-ids", [("X-B3-ParentSpanId", P)], None),
-    # A broken b3 makes the sender's context unreliable: the multi headers beside it are not consulted.
+    # A broken b3 beside broken multi headers: nothing to continue.
+    row("malformed-single-beside-malformed-multi", [("b3", f"{T32}-{S}-x"), ("X-B3-TraceId", OTHER_T),
+                                                    ("X-B3-Sampled", "1")], None),
+]
+
+# A broken b3 beside valid multi headers of the same request: the multi headers decide, as Brave does
+# (a sender writing both encodings may get one wrong; the other still carries its trace).
+VALID += [
     row("malformed-single-beside-valid-multi", [("b3", f"{T32}-{S}-x"), ("X-B3-TraceId", OTHER_T),
-                                                ("X-B3-SpanId", OTHER_S), ("X-B3-Sampled", "1")], None),
+                                                ("X-B3-SpanId", OTHER_S), ("X-B3-Sampled", "1")],
+        B3("accept", OTHER_T, OTHER_S)),
 ]
 
 

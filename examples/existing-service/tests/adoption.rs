@@ -371,10 +371,12 @@ fn the_adopted_service_forwards_b3_and_the_istio_headers_to_its_upstream() {
     assert_eq!(header(call, "x-b3-sampled").as_deref(), Some("1"));
     let client_span = header(call, "x-b3-spanid").unwrap();
     assert_ne!(client_span, SPAN_ID, "a span of the service's own");
+    // The trace in W3C form too, with the same ids; the tracestate of the same trace goes on with it.
+    let traceparent = format!("00-{TRACE_ID}-{client_span}-01");
     for (name, value) in [
         ("x-request-id", REQUEST_ID),
         ("x-ot-span-context", OT_SPAN_CONTEXT),
-        ("traceparent", TRACEPARENT),
+        ("traceparent", traceparent.as_str()),
         ("tracestate", TRACESTATE),
         ("x-audit-restriction-levels", AUDIT),
         ("user-agent", "example-existing-service/0.1.0"),
@@ -384,7 +386,6 @@ fn the_adopted_service_forwards_b3_and_the_istio_headers_to_its_upstream() {
     let later = &seen[1];
     for name in [
         "x-ot-span-context",
-        "traceparent",
         "tracestate",
         "x-audit-restriction-levels",
     ] {
@@ -393,7 +394,14 @@ fn the_adopted_service_forwards_b3_and_the_istio_headers_to_its_upstream() {
             "{name} leaked into a later call"
         );
     }
-    assert_ne!(header(later, "x-b3-traceid").as_deref(), Some(TRACE_ID));
+    // A trace of its own, in both forms.
+    let later_trace = header(later, "x-b3-traceid").unwrap();
+    assert_ne!(later_trace, TRACE_ID);
+    let later_span = header(later, "x-b3-spanid").unwrap();
+    assert_eq!(
+        header(later, "traceparent"),
+        Some(format!("00-{later_trace}-{later_span}-01"))
+    );
 
     // The outbound call's span is a child of the server span, and its id is the one the upstream received.
     let spans = exporting.spans.lock().unwrap();

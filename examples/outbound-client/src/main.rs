@@ -2,7 +2,7 @@
 //!
 //! `GET /patients/{id}` reads `{FHIR_URL}/Patient/{id}` through the kit's [`Client`], which adds what the
 //! platform asks of every call to the infrastructure, taken from the inbound request that caused it:
-//! - the B3 trace context, `x-request-id`, `x-ot-span-context`, `traceparent`, `tracestate` and
+//! - the trace context as B3 and as `traceparent`/`tracestate`, and `x-request-id`, `x-ot-span-context` and
 //!   `x-audit-restriction-levels` (R16);
 //! - `User-Agent`: `<service>/<version>`, or `USER_AGENT` such as `CGI-CC360-COPD/1.0.3` (R17);
 //! - the caller's `Authorization: Bearer ...`, because the handler asks for it with `relay_authorization()`

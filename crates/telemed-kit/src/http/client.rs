@@ -1,10 +1,10 @@
 //! The outbound HTTP client: calls to infrastructure services carry what the platform requires.
 //!
 //! Every request sent through [`Client`] carries, from the inbound request that caused it:
-//! - the B3 trace context (multi headers by default, `B3_INJECT` for single or both): the inbound context
-//!   unchanged when spans are not exported, or this service's client span when they are;
-//! - `x-request-id`, `x-ot-span-context`, `traceparent`, `tracestate` and `x-audit-restriction-levels`,
-//!   verbatim;
+//! - the trace context in both forms with the same ids, B3 (multi headers by default, `B3_INJECT` for single
+//!   or both) and W3C `traceparent` with `tracestate`: the inbound context unchanged when spans are not
+//!   exported, or this service's client span when they are (see [`Propagator`](crate::telemetry::trace::Propagator));
+//! - `x-request-id`, `x-ot-span-context` and `x-audit-restriction-levels`, verbatim;
 //! - `User-Agent` (`<service>/<version>` by default, `USER_AGENT` to set one such as `CGI-CC360-COPD/1.0.3`).
 //!
 //! The caller's `Authorization` is relayed only when the handler asks for it with

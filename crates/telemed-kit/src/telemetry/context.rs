@@ -25,13 +25,12 @@ tokio::task_local! {
 /// `x-request-id`: Envoy's request id, forwarded and echoed.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The headers forwarded verbatim from an inbound request to every outbound request it causes, besides B3
-/// (which the propagator writes): Istio's list and the eHealth audit header.
-pub const FORWARDED_HEADERS: [HeaderName; 5] = [
+/// The headers forwarded verbatim from an inbound request to every outbound request it causes, besides the trace
+/// context (B3, `traceparent` and `tracestate`, which the [`Propagator`](super::trace::Propagator) writes):
+/// the rest of Istio's list and the eHealth audit header.
+pub const FORWARDED_HEADERS: [HeaderName; 3] = [
     X_REQUEST_ID,
     HeaderName::from_static("x-ot-span-context"),
-    HeaderName::from_static("traceparent"),
-    HeaderName::from_static("tracestate"),
     HeaderName::from_static("x-audit-restriction-levels"),
 ];
 
@@ -181,10 +180,18 @@ mod tests {
         let mut add = |name: &'static str, value: &str| {
             headers.append(name, HeaderValue::from_str(value).unwrap());
         };
-        add("traceparent", "first");
-        add("traceparent", "second");
-        add("tracestate", &"a".repeat(MAX_FORWARDED_VALUE + 1));
-        add("tracestate", "short");
+        add("x-ot-span-context", "first");
+        add("x-ot-span-context", "second");
+        add(
+            "x-audit-restriction-levels",
+            &"a".repeat(MAX_FORWARDED_VALUE + 1),
+        );
+        add("x-audit-restriction-levels", "short");
+        // The trace context is the propagator's: written from the context, not forwarded as it came.
+        add(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        );
         add("x-request-id", "taken by the request layer");
         add("authorization", "Bearer one");
         add("authorization", "Bearer two");
@@ -195,7 +202,7 @@ mod tests {
         let mut outbound = HeaderMap::new();
         context.forward_into(&mut outbound);
         assert_eq!(outbound.len(), 1, "{outbound:?}");
-        assert_eq!(outbound["traceparent"], "first");
+        assert_eq!(outbound["x-ot-span-context"], "first");
         assert_eq!(context.authorization().unwrap(), "Bearer one");
     }
 }

@@ -6,6 +6,7 @@ use opentelemetry_sdk::trace::SdkTracer;
 
 use crate::metrics::Metrics;
 use crate::telemetry::log::AccessLog;
+use crate::telemetry::trace::Propagator;
 use crate::telemetry::trace::b3::{B3Inject, B3Propagator};
 
 /// The paths the request layer leaves out of spans, metrics and the access log unless they fail: the kit's
@@ -42,7 +43,7 @@ pub struct Telemetry {
 
 #[derive(Debug)]
 pub(super) struct Inner {
-    pub(super) propagator: B3Propagator,
+    pub(super) propagator: Propagator,
     pub(super) tracer: Option<SdkTracer>,
     pub(super) metrics: Metrics,
     /// Access-log lines go straight to the JSON writer; `None` logs them as `tracing` events.
@@ -51,10 +52,11 @@ pub(super) struct Inner {
 }
 
 impl Telemetry {
-    /// A builder starting from `propagator`: B3 in and out, the request id and the request context.
-    pub fn builder(propagator: B3Propagator) -> TelemetryBuilder {
+    /// A builder starting from `propagator` (a [`Propagator`], or a [`B3Propagator`] with B3 first): the trace
+    /// context in and out, the request id and the request context.
+    pub fn builder(propagator: impl Into<Propagator>) -> TelemetryBuilder {
         TelemetryBuilder {
-            propagator,
+            propagator: propagator.into(),
             tracer: None,
             metrics: Metrics::disabled(),
             access_log: None,
@@ -72,8 +74,8 @@ impl Telemetry {
         &self.inner.metrics
     }
 
-    /// The B3 propagator.
-    pub fn propagator(&self) -> &B3Propagator {
+    /// The propagator (B3 and W3C Trace Context).
+    pub fn propagator(&self) -> &Propagator {
         &self.inner.propagator
     }
 
@@ -98,7 +100,7 @@ impl Inner {
 #[derive(Debug)]
 #[must_use = "the builder does nothing until build is called"]
 pub struct TelemetryBuilder {
-    propagator: B3Propagator,
+    propagator: Propagator,
     tracer: Option<SdkTracer>,
     metrics: Metrics,
     access_log: Option<AccessLog>,

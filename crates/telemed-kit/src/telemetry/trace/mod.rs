@@ -1,13 +1,16 @@
-//! Tracing: B3 propagation, the sampler, span export, and the tracer provider that joins them.
+//! Tracing: trace context propagation (B3 and W3C), the sampler, span export, and the tracer provider that
+//! joins them.
 //!
 //! [`Tracing`] is the tracing part: it builds OpenTelemetry's SDK tracer provider from the kit's public parts
 //! (the [`B3Sampler`] and, when `OTEL_EXPORTER_ZIPKIN_ENDPOINT` is set, the [`ZipkinProcessor`]) and installs it
-//! as OpenTelemetry's global tracer provider, with the [`B3Propagator`] as the global text-map
-//! propagator. A span a handler makes through `opentelemetry::global`, or through `#[tracing::instrument]` with
+//! as OpenTelemetry's global tracer provider, with the [`Propagator`] as the global text-map propagator. A span
+//! a handler makes through `opentelemetry::global`, or through `#[tracing::instrument]` with
 //! [`Tracing::layer`] in the subscriber, is then a child of the request's server span and is exported with it.
 //!
 //! # Layout
+//! - [`Propagator`]: B3 and W3C Trace Context in one precedence chain, written out together.
 //! - [`b3`]: the spec-exact B3 propagator (single and multi headers).
+//! - [`w3c`]: the spec-exact `traceparent` parser.
 //! - [`B3Sampler`]: the parent-based sampler that keeps the caller's B3 decision.
 //! - [`ZipkinProcessor`] (feature `zipkin`): Zipkin v2 export through a bounded queue.
 //!
@@ -52,13 +55,16 @@ use crate::config::{ConfigError, Env, ServiceIdentity};
 
 pub mod b3;
 mod export;
+mod propagator;
 mod sampler;
+pub mod w3c;
 
 #[cfg(feature = "zipkin")]
 pub use export::ZipkinProcessor;
 pub use export::{
     EXPORT_BATCH_SIZE, EXPORT_INTERVAL, EXPORT_TIMEOUT, ExportSettings, MAX_QUEUED_SPANS,
 };
+pub use propagator::{ParsePrecedenceError, Precedence, Propagator};
 pub use sampler::{B3Sampler, DEBUG_ATTRIBUTE, SamplerSettings};
 
 use b3::{B3Inject, B3Propagator};
@@ -72,6 +78,9 @@ pub const TRACER_NAME: &str = "telemed-kit";
 pub struct TracingSettings {
     /// `B3_INJECT`: `multi` (the `X-B3-*` headers Envoy uses), `single` (`b3`) or `both`. Defaults to `multi`.
     pub b3_inject: B3Inject,
+    /// `TRACE_CONTEXT_PRECEDENCE`: `b3` or `w3c`, which context wins when a request carries both a valid B3
+    /// trace and a valid `traceparent`. Defaults to `b3`.
+    pub precedence: Precedence,
     /// The root sampling ratio.
     pub sampler: SamplerSettings,
     /// Span export.
@@ -79,10 +88,15 @@ pub struct TracingSettings {
 }
 
 impl TracingSettings {
-    /// Reads `B3_INJECT`, `OTEL_TRACES_SAMPLER_ARG` and `OTEL_EXPORTER_ZIPKIN_ENDPOINT`.
+    /// Reads `B3_INJECT`, `TRACE_CONTEXT_PRECEDENCE`, `OTEL_TRACES_SAMPLER_ARG` and `OTEL_EXPORTER_ZIPKIN_ENDPOINT`.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             b3_inject: env.parse_or("B3_INJECT", B3Inject::default(), "multi, single or both")?,
+            precedence: env.parse_or(
+                "TRACE_CONTEXT_PRECEDENCE",
+                Precedence::default(),
+                "b3 or w3c",
+            )?,
             sampler: SamplerSettings::from_env(env)?,
             export: ExportSettings::from_env(env)?,
         })
@@ -115,7 +129,7 @@ static GLOBAL_INSTALLED: AtomicBool = AtomicBool::new(false);
 /// ([`Runner::flush`](crate::shutdown::Runner::flush)).
 #[derive(Debug)]
 pub struct Tracing {
-    propagator: B3Propagator,
+    propagator: Propagator,
     provider: Option<SdkTracerProvider>,
     tracer: Option<SdkTracer>,
 }
@@ -141,8 +155,8 @@ impl Tracing {
         }
     }
 
-    /// The B3 propagator, for the request layer and the outbound client.
-    pub fn propagator(&self) -> B3Propagator {
+    /// The propagator (B3 and W3C Trace Context), for the request layer and the outbound client.
+    pub fn propagator(&self) -> Propagator {
         self.propagator
     }
 
@@ -207,7 +221,10 @@ impl TracingBuilder<'_> {
         if self.install_global && GLOBAL_INSTALLED.swap(true, Ordering::AcqRel) {
             return Err(TracingError::GlobalAlreadyInstalled);
         }
-        let propagator = B3Propagator::new(self.settings.b3_inject);
+        let propagator = Propagator::new(
+            B3Propagator::new(self.settings.b3_inject),
+            self.settings.precedence,
+        );
         let provider = match provider(self.settings, self.service) {
             Ok(provider) => provider,
             Err(error) => {

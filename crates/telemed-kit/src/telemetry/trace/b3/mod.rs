@@ -38,11 +38,11 @@
 //!
 //! # Extraction
 //!
-//! - **Precedence.** A present `b3` header decides alone, as the spec says ("the single-header variant takes
-//!   precedence"). When it is malformed the `X-B3-*` headers are *not* consulted: both encode the same sender's
-//!   context, so a broken `b3` means that context is unreliable, and mixing encodings could join the wrong
-//!   trace. Envoy behaves the same (it does not trace such a request); Brave instead falls back to the multi
-//!   headers.
+//! - **Precedence.** A valid `b3` header decides, as the spec says ("the single-header variant takes
+//!   precedence"). When it is malformed, valid `X-B3-*` headers of the same request decide instead, as Brave
+//!   does: a sender that writes both encodings may get one wrong, and the other still carries its trace. Only
+//!   when both are malformed (or `b3` is malformed and there are no `X-B3-*` headers) is the request's B3
+//!   ignored. Between B3 and W3C `traceparent`, [`Propagator`](super::Propagator) decides.
 //! - **Names** match in any case. [`B3Propagator::extract_from_headers`] reads an `http::HeaderMap` directly;
 //!   the [`Extractor`](opentelemetry::propagation::Extractor) path asks for lower-case names and lists
 //!   `keys()` only when none was found (a case-sensitive carrier); [`B3Propagator::extract_from_pairs`] takes a
@@ -84,4 +84,6 @@ pub use parse::{
     B3, B3Field, MalformedB3, MultiHeaders, X_B3_FLAGS, X_B3_PARENT_SPAN_ID, X_B3_SAMPLED,
     X_B3_SPAN_ID, X_B3_TRACE_ID,
 };
+pub(crate) use parse::{Lookup, parse_headers};
 pub use propagator::{B3Inject, B3Propagator, ParseB3InjectError};
+pub(crate) use propagator::{NAMES, ignore, with_b3};

@@ -214,15 +214,29 @@ pub(crate) enum Lookup<'a> {
     Unreadable,
 }
 
-/// What the headers say, in the precedence the spec gives: a present `b3` decides alone.
+/// What the headers say: a valid `b3` decides; when it is malformed, valid `X-B3-*` headers of the same request
+/// decide instead (as Brave does); when those are malformed or absent too, the reason `b3` was refused.
 pub(crate) fn parse_headers<'a>(
     get: impl Fn(&'static str) -> Lookup<'a>,
 ) -> Result<Option<B3Context>, MalformedB3> {
-    match get(B3) {
-        Lookup::Value(value) => return B3Context::parse_single(value).map(Some),
-        Lookup::Unreadable => return Err(MalformedB3::Unreadable { header: B3 }),
-        Lookup::Absent => {}
+    let single = match get(B3) {
+        Lookup::Value(value) => match B3Context::parse_single(value) {
+            Ok(b3) => return Ok(Some(b3)),
+            Err(reason) => Some(reason),
+        },
+        Lookup::Unreadable => Some(MalformedB3::Unreadable { header: B3 }),
+        Lookup::Absent => None,
+    };
+    match (parse_multi_headers(get), single) {
+        (Ok(Some(b3)), _) => Ok(Some(b3)),
+        (_, Some(reason)) => Err(reason),
+        (multi, None) => multi,
     }
+}
+
+fn parse_multi_headers<'a>(
+    get: impl Fn(&'static str) -> Lookup<'a>,
+) -> Result<Option<B3Context>, MalformedB3> {
     let readable = |name| match get(name) {
         Lookup::Absent => Ok(None),
         Lookup::Value(value) => Ok(Some(value)),

@@ -16,7 +16,7 @@ use super::parse::{
 };
 
 /// Every header the propagator reads, in lower case.
-const NAMES: [&str; 6] = [
+pub(crate) const NAMES: [&str; 6] = [
     B3,
     X_B3_TRACE_ID,
     X_B3_SPAN_ID,
@@ -183,13 +183,13 @@ impl B3Propagator {
     }
 }
 
-fn ignore(cx: &Context, reason: MalformedB3) -> Context {
+pub(crate) fn ignore(cx: &Context, reason: MalformedB3) -> Context {
     // The value itself is not logged: headers can carry anything, including personal data.
     tracing::debug!(%reason, "ignoring malformed B3 headers, starting a new trace");
     cx.clone()
 }
 
-fn with_b3(cx: &Context, b3: B3Context) -> Context {
+pub(crate) fn with_b3(cx: &Context, b3: B3Context) -> Context {
     let cx = if !b3.is_sampling_only() {
         cx.with_remote_span_context(b3.span_context())
     } else if cx.has_active_span() {

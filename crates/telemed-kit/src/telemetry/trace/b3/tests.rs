@@ -314,14 +314,36 @@ const CASES: &[Case] = &[
             multi: &[("x-b3-sampled", "0")], single: "0" },
     },
     Case {
-        name: "both formats: a malformed b3 does not fall back to multi",
+        name: "both formats: a malformed b3 falls back to valid multi headers (Brave)",
         headers: &[("b3", "463AC35C9F6413AD-a2fb4a1d1a96d312-1"), ("x-b3-traceid", "463ac35c9f6413ad"), ("x-b3-spanid", "a2fb4a1d1a96d312")],
+        expect: Expect::Valid {
+            trace: Some("463ac35c9f6413ad"), span: Some("a2fb4a1d1a96d312"), parent: None, sampling: Sampling::Defer,
+            multi: &[("x-b3-traceid", "463ac35c9f6413ad"), ("x-b3-spanid", "a2fb4a1d1a96d312")],
+            single: "463ac35c9f6413ad-a2fb4a1d1a96d312",
+        },
+    },
+    Case {
+        name: "both formats: an empty b3 falls back to valid multi headers",
+        headers: &[("b3", ""), ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"), ("x-b3-spanid", "e457b5a2e4d86bd1"), ("x-b3-sampled", "0")],
+        expect: Expect::Valid {
+            trace: Some("80f198ee56343ba864fe8b2a57d3eff7"), span: Some("e457b5a2e4d86bd1"), parent: None, sampling: Sampling::Deny,
+            multi: &[("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"), ("x-b3-spanid", "e457b5a2e4d86bd1"), ("x-b3-sampled", "0")],
+            single: "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-0",
+        },
+    },
+    Case {
+        name: "both formats malformed: ignored, for the reason b3 was",
+        headers: &[("b3", "463AC35C9F6413AD-a2fb4a1d1a96d312-1"), ("x-b3-traceid", "463ac35c9f6413ad")],
         expect: invalid(B3, Trace),
     },
     Case {
-        name: "both formats: an empty b3 does not fall back to multi",
-        headers: &[("b3", ""), ("x-b3-traceid", "463ac35c9f6413ad"), ("x-b3-spanid", "a2fb4a1d1a96d312")],
-        expect: invalid(B3, Trace),
+        name: "a malformed b3 with sampling-only multi headers: the multi decision",
+        headers: &[("b3", "not-b3"), ("x-b3-sampled", "0")],
+        expect: Expect::Valid {
+            trace: None, span: None, parent: None, sampling: Sampling::Deny,
+            multi: &[("x-b3-sampled", "0")],
+            single: "0",
+        },
     },
     Case {
         name: "repeated b3: the first wins",
@@ -634,6 +656,13 @@ fn a_value_that_is_not_text_is_malformed_not_absent() {
         ("x-b3-spanid", "a2fb4a1d1a96d312"),
     ]);
     map.insert("b3", HeaderValue::from_bytes(b"\xff\xfe").unwrap());
+    // An unreadable b3 is malformed, so the valid multi headers decide.
+    let cx = B3Propagator::default().extract_from_headers(&Context::new(), &map);
+    assert_eq!(
+        cx.get::<B3Context>().and_then(B3Context::span_id),
+        Some(SpanId::from(0xa2fb4a1d1a96d312))
+    );
+    map.remove("x-b3-spanid");
     let cx = B3Propagator::default().extract_from_headers(&Context::new(), &map);
     assert_eq!(cx.get::<B3Context>(), None);
     assert!(!cx.has_active_span());
