@@ -251,6 +251,52 @@ impl Env {
             .ok_or_else(|| ConfigError::missing(name, expected))
     }
 
+    /// A list of `key=value` pairs separated by commas, as the OpenTelemetry variables write them
+    /// (`OTEL_RESOURCE_ATTRIBUTES`, `OTEL_EXPORTER_OTLP_HEADERS`): spaces around each part are dropped, and
+    /// keys and values are percent-decoded. `None` when unset.
+    ///
+    /// With `secret`, an error names the variable and the position of the bad entry but shows no value: a header
+    /// list may hold a credential.
+    pub fn pairs(
+        &self,
+        name: &str,
+        secret: bool,
+    ) -> Result<Option<Vec<(String, String)>>, ConfigError> {
+        let Some(raw) = self.raw(name)? else {
+            return Ok(None);
+        };
+        let decode = |text: &str| {
+            percent_encoding::percent_decode_str(text.trim())
+                .decode_utf8()
+                .ok()
+                .map(|text| text.into_owned())
+        };
+        let mut pairs = Vec::new();
+        for (index, entry) in raw.split(',').enumerate() {
+            if entry.trim().is_empty() {
+                continue;
+            }
+            let pair = entry.split_once('=').and_then(|(key, value)| {
+                let key = decode(key).filter(|key| !key.is_empty())?;
+                Some((key, decode(value)?))
+            });
+            let Some(pair) = pair else {
+                let expected = format!(
+                    "comma-separated key=value pairs with percent-encoded UTF-8 (entry {} is not one)",
+                    index + 1
+                );
+                let shown = if secret {
+                    "(not shown: it may hold credentials)"
+                } else {
+                    &raw
+                };
+                return Err(ConfigError::invalid(name, shown, expected));
+            };
+            pairs.push(pair);
+        }
+        Ok(Some(pairs))
+    }
+
     /// A TCP port (1 to 65535), or `default` when unset.
     pub fn port_or(&self, name: &str, default: u16) -> Result<u16, ConfigError> {
         Ok(self.port(name)?.unwrap_or(default))
@@ -264,25 +310,45 @@ impl Env {
     }
 }
 
+/// `OTEL_RESOURCE_ATTRIBUTES`: the OpenTelemetry resource's attributes, `key=value` pairs.
+pub const RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
+
 /// The name and version the service reports in logs, traces, `User-Agent` and `GET /`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceIdentity {
-    /// `OTEL_SERVICE_NAME`. Defaults to the binary's package name.
+    /// `OTEL_SERVICE_NAME`, else `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, else the binary's package name.
     pub name: String,
     /// The binary's package version.
     pub version: String,
 }
 
 impl ServiceIdentity {
-    /// The binary's name and version, with the name replaced by `OTEL_SERVICE_NAME` when set.
+    /// The binary's name and version, with the name taken from `OTEL_SERVICE_NAME`, or else from `service.name`
+    /// in `OTEL_RESOURCE_ATTRIBUTES`, as the OpenTelemetry specification orders them.
     pub fn from_env(env: &Env, info: ServiceInfo) -> Result<Self, ConfigError> {
-        let name = env
-            .parse_with(
-                "OTEL_SERVICE_NAME",
-                "a service name of letters, digits, '-', '_' or '.', at most 63 characters",
-                |raw| valid_service_name(raw).then(|| raw.to_owned()),
-            )?
-            .unwrap_or_else(|| info.name.to_owned());
+        const EXPECTED: &str =
+            "a service name of letters, digits, '-', '_' or '.', at most 63 characters";
+        let from_resource = || -> Result<Option<String>, ConfigError> {
+            let attributes = env.pairs(RESOURCE_ATTRIBUTES, false)?.unwrap_or_default();
+            match attributes
+                .into_iter()
+                .find(|(key, _)| key == "service.name")
+            {
+                Some((_, name)) if valid_service_name(&name) => Ok(Some(name)),
+                Some((_, name)) => Err(ConfigError::invalid(
+                    RESOURCE_ATTRIBUTES,
+                    &format!("service.name={name}"),
+                    EXPECTED,
+                )),
+                None => Ok(None),
+            }
+        };
+        let name = match env.parse_with("OTEL_SERVICE_NAME", EXPECTED, |raw| {
+            valid_service_name(raw).then(|| raw.to_owned())
+        })? {
+            Some(name) => name,
+            None => from_resource()?.unwrap_or_else(|| info.name.to_owned()),
+        };
         Ok(Self {
             name,
             version: info.version.to_owned(),

@@ -99,6 +99,8 @@ mod pages {
     struct PerformancePage;
     #[doc = include_str!("../../../docs/requirements.md")]
     struct RequirementsPage;
+    #[doc = include_str!("../../../docs/tracing.md")]
+    struct TracingPage;
 }
 
 pub use config::ConfigError;

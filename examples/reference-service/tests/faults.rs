@@ -403,8 +403,10 @@ fn a_zipkin_collector_that_is_down_costs_spans_not_latency_and_its_return_is_rep
         "{reported:#?}"
     );
 
-    // The collector comes up: the next post goes through and says how many spans were lost meanwhile.
+    // The collector comes up: a post goes through, and the first line the exporter may write after the last
+    // (at most one each 10 s) says so, with how many spans were lost meanwhile.
     let _collector = accept_spans(port);
+    let deadline = Instant::now() + WAIT + Duration::from_secs(10);
     let recovered = loop {
         for _ in 0..25 {
             read_within_a_second(&service);

@@ -46,6 +46,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use opentelemetry::KeyValue;
 use opentelemetry::propagation::{Injector, TextMapPropagator};
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _};
+use opentelemetry_semantic_conventions::trace as semconv;
 
 use crate::config::{ConfigError, Env, ServiceIdentity};
 use crate::redact::redact;
@@ -327,10 +328,13 @@ impl RequestBuilder {
                     .span_builder(format!("{method} {}", url.host_str().unwrap_or("")))
                     .with_kind(SpanKind::Client)
                     .with_attributes([
-                        KeyValue::new("http.request.method", method.to_string()),
-                        KeyValue::new("server.address", url.host_str().unwrap_or("").to_owned()),
+                        KeyValue::new(semconv::HTTP_REQUEST_METHOD, method.to_string()),
+                        KeyValue::new(
+                            semconv::SERVER_ADDRESS,
+                            url.host_str().unwrap_or("").to_owned(),
+                        ),
                         // The path can carry a CPR number (a key, an identifier); spans are kept like logs.
-                        KeyValue::new("url.full", redact(&target_of(&url)).into_owned()),
+                        KeyValue::new(semconv::URL_FULL, redact(&target_of(&url)).into_owned()),
                     ])
                     .start_with_context(tracer, &parent);
                 parent.with_span(span)
@@ -382,7 +386,7 @@ impl RequestBuilder {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     span.set_attribute(KeyValue::new(
-                        "http.response.status_code",
+                        semconv::HTTP_RESPONSE_STATUS_CODE,
                         i64::from(status),
                     ));
                     if status >= 500 {

@@ -104,6 +104,7 @@ impl Service {
         install_panic_hook();
         let metrics = Metrics::new(&settings.metrics, &settings.service);
         logs.count_drops_in(&metrics);
+        tracing.count_drops_in(&metrics);
         let telemetry = Telemetry::builder(tracing.propagator())
             .tracer(tracing.tracer())
             .metrics(metrics.clone())

@@ -53,6 +53,7 @@ use http::{HeaderValue, Method, Request, Response, header};
 use opentelemetry::context::WithContext;
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _};
 use opentelemetry::{KeyValue, Value};
+use opentelemetry_semantic_conventions::trace as semconv;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
@@ -153,10 +154,13 @@ where
                 // Room for the status code added at the end, so that the span's attributes allocate once.
                 let mut attributes = Vec::with_capacity(3);
                 attributes.push(KeyValue::new(
-                    "http.request.method",
+                    semconv::HTTP_REQUEST_METHOD,
                     method_value(&method, standard),
                 ));
-                attributes.push(KeyValue::new("http.route", Arc::clone(&names.template)));
+                attributes.push(KeyValue::new(
+                    semconv::HTTP_ROUTE,
+                    Arc::clone(&names.template),
+                ));
                 let span = tracer
                     .span_builder(names.span_name(&method, standard))
                     .with_kind(SpanKind::Server)
@@ -280,7 +284,7 @@ impl Finish {
         let span = self.context.otel.span();
         if span.is_recording() {
             span.set_attribute(KeyValue::new(
-                "http.response.status_code",
+                semconv::HTTP_RESPONSE_STATUS_CODE,
                 i64::from(status),
             ));
             if status >= 500 {

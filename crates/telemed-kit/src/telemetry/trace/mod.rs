@@ -43,11 +43,16 @@
 //! then gives OpenTelemetry's no-op tracer, whose spans carry their parent's context onwards and record
 //! nothing.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use opentelemetry::KeyValue;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::trace::{
+    SdkTracer, SdkTracerProvider, SpanExporter, SpanProcessor, TracerProviderBuilder,
+};
+use opentelemetry_semantic_conventions as semconv;
 use tracing::Subscriber;
 use tracing_subscriber::registry::LookupSpan;
 
@@ -62,12 +67,15 @@ pub mod w3c;
 #[cfg(feature = "zipkin")]
 pub use export::ZipkinProcessor;
 pub use export::{
-    EXPORT_BATCH_SIZE, EXPORT_INTERVAL, EXPORT_TIMEOUT, ExportSettings, MAX_QUEUED_SPANS,
+    BatchSettings, DEFAULT_OTLP_ENDPOINT, DEFAULT_ZIPKIN_ENDPOINT, EXPORT_BATCH_SIZE,
+    EXPORT_INTERVAL, EXPORT_TIMEOUT, ExportProcessor, ExportSettings, MAX_QUEUED_SPANS,
+    OtlpSettings,
 };
 pub use propagator::{ParsePrecedenceError, Precedence, Propagator};
 pub use sampler::{B3Sampler, DEBUG_ATTRIBUTE, SamplerSettings};
 
 use b3::{B3Inject, B3Propagator};
+use export::Drops;
 
 /// The instrumentation scope of the spans the kit itself starts (server and client spans).
 pub const TRACER_NAME: &str = "telemed-kit";
@@ -88,7 +96,8 @@ pub struct TracingSettings {
 }
 
 impl TracingSettings {
-    /// Reads `B3_INJECT`, `TRACE_CONTEXT_PRECEDENCE`, `OTEL_TRACES_SAMPLER_ARG` and `OTEL_EXPORTER_ZIPKIN_ENDPOINT`.
+    /// Reads `B3_INJECT`, `TRACE_CONTEXT_PRECEDENCE`, `OTEL_TRACES_SAMPLER_ARG` and the export variables
+    /// ([`ExportSettings::from_env`]).
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             b3_inject: env.parse_or("B3_INJECT", B3Inject::default(), "multi, single or both")?,
@@ -132,6 +141,7 @@ pub struct Tracing {
     propagator: Propagator,
     provider: Option<SdkTracerProvider>,
     tracer: Option<SdkTracer>,
+    drops: Vec<(&'static str, Arc<Drops>)>,
 }
 
 impl Tracing {
@@ -152,6 +162,8 @@ impl Tracing {
             settings,
             service,
             install_global: true,
+            built_in_export: true,
+            processors: Vec::new(),
         }
     }
 
@@ -184,6 +196,15 @@ impl Tracing {
             .map(|tracer| tracing_opentelemetry::layer().with_tracer(tracer))
     }
 
+    /// Reports the spans lost by the kit's export processors in `metrics`: `spans_dropped_total`, by exporter
+    /// (`zipkin`, `otlp` or `custom` for [`TracingBuilder::exporter`]) and reason (`queue_full`, or
+    /// `export_failed` for spans in a post the collector did not take).
+    pub fn count_drops_in(&self, metrics: &crate::metrics::Metrics) {
+        if !self.drops.is_empty() {
+            metrics.register_collector(Box::new(SpanDropCollector(self.drops.clone())));
+        }
+    }
+
     /// Exports the spans still queued and stops export, within `timeout`; `true` when everything went out (or
     /// nothing is exported).
     pub fn flush(&self, timeout: Duration) -> bool {
@@ -200,23 +221,99 @@ impl crate::shutdown::Flush for Tracing {
 }
 
 /// Builds a [`Tracing`]; from [`Tracing::builder`].
-#[derive(Debug)]
 #[must_use = "the builder does nothing until build is called"]
 pub struct TracingBuilder<'a> {
     settings: &'a TracingSettings,
     service: &'a ServiceIdentity,
     install_global: bool,
+    built_in_export: bool,
+    processors: Vec<AddProcessor>,
+}
+
+/// Adds one processor of the service's own to the provider being built.
+type AddProcessor = Box<
+    dyn FnOnce(
+        TracerProviderBuilder,
+        &BatchSettings,
+    ) -> std::io::Result<(TracerProviderBuilder, Option<Arc<Drops>>)>,
+>;
+
+impl std::fmt::Debug for TracingBuilder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TracingBuilder")
+            .field("install_global", &self.install_global)
+            .field("built_in_export", &self.built_in_export)
+            .field("processors", &self.processors.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl TracingBuilder<'_> {
-    /// Whether to install the provider and the B3 propagator as OpenTelemetry's globals. Defaults to true; only
+    /// Whether to install the provider and the propagator as OpenTelemetry's globals. Defaults to true; only
     /// one `Tracing` per process may.
     pub fn install_global(mut self, install: bool) -> Self {
         self.install_global = install;
         self
     }
 
-    /// Builds the provider (when exporting) and installs the globals.
+    /// Adds an OpenTelemetry `SpanExporter` of the service's own, run behind the kit's bounded queue with the
+    /// `OTEL_BSP_*` settings ([`ExportProcessor`]): its lost spans are counted like the built-in exporters'.
+    /// Next to the built-in export unless [`TracingBuilder::built_in_export`] is off.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use telemed_kit::config::{Env, ServiceIdentity};
+    /// use telemed_kit::opentelemetry_sdk::error::OTelSdkResult;
+    /// use telemed_kit::opentelemetry_sdk::trace::{SpanData, SpanExporter};
+    /// use telemed_kit::telemetry::trace::{Tracing, TracingSettings};
+    ///
+    /// /// Span names on stderr, for a local run.
+    /// #[derive(Debug)]
+    /// struct Names;
+    ///
+    /// impl SpanExporter for Names {
+    ///     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+    ///         batch.iter().for_each(|span| eprintln!("span {}", span.name));
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let settings = TracingSettings::from_env(&Env::process()).unwrap_or_else(|e| e.exit());
+    /// let identity = ServiceIdentity { name: "reminders".into(), version: "1.0.0".into() };
+    /// let tracing = Tracing::builder(&settings, &identity)
+    ///     .exporter(Names)
+    ///     .build()
+    ///     .expect("the first tracing part of the process");
+    /// assert!(tracing.tracer().is_some(), "spans are made for the service's exporter");
+    /// # tracing.flush(std::time::Duration::from_secs(1));
+    /// ```
+    pub fn exporter<E: SpanExporter + 'static>(mut self, exporter: E) -> Self {
+        self.processors.push(Box::new(move |builder, batch| {
+            let processor = ExportProcessor::start(exporter, batch)?;
+            let drops = processor.drops();
+            Ok((builder.with_span_processor(processor), Some(drops)))
+        }));
+        self
+    }
+
+    /// Adds an OpenTelemetry `SpanProcessor` of the service's own as it is (the kit cannot count what it loses).
+    /// Next to the built-in export unless [`TracingBuilder::built_in_export`] is off.
+    pub fn processor<P: SpanProcessor + 'static>(mut self, processor: P) -> Self {
+        self.processors.push(Box::new(move |builder, _| {
+            Ok((builder.with_span_processor(processor), None))
+        }));
+        self
+    }
+
+    /// Whether the exporters the settings select (Zipkin, OTLP) are used. Defaults to true; off, only the
+    /// service's own exporters and processors get spans.
+    pub fn built_in_export(mut self, on: bool) -> Self {
+        self.built_in_export = on;
+        self
+    }
+
+    /// Builds the provider (when anything exports) and installs the globals.
     pub fn build(self) -> Result<Tracing, TracingError> {
         if self.install_global && GLOBAL_INSTALLED.swap(true, Ordering::AcqRel) {
             return Err(TracingError::GlobalAlreadyInstalled);
@@ -225,19 +322,20 @@ impl TracingBuilder<'_> {
             B3Propagator::new(self.settings.b3_inject),
             self.settings.precedence,
         );
-        let provider = match provider(self.settings, self.service) {
-            Ok(provider) => provider,
+        let install_global = self.install_global;
+        let (provider, drops) = match self.provider() {
+            Ok(built) => built,
             Err(error) => {
-                if self.install_global {
+                if install_global {
                     GLOBAL_INSTALLED.store(false, Ordering::Release);
                 }
-                return Err(error);
+                return Err(TracingError::ExportThread(error));
             }
         };
         let tracer = provider
             .as_ref()
             .map(|provider| provider.tracer(TRACER_NAME));
-        if self.install_global {
+        if install_global {
             opentelemetry::global::set_text_map_propagator(propagator);
             if let Some(provider) = &provider {
                 opentelemetry::global::set_tracer_provider(provider.clone());
@@ -247,40 +345,108 @@ impl TracingBuilder<'_> {
             propagator,
             provider,
             tracer,
+            drops,
         })
+    }
+
+    /// The SDK provider with the kit's sampler, the resource and every processor, or `None` when nothing is
+    /// exported.
+    #[allow(clippy::type_complexity)]
+    fn provider(
+        self,
+    ) -> std::io::Result<(Option<SdkTracerProvider>, Vec<(&'static str, Arc<Drops>)>)> {
+        let export = &self.settings.export;
+        let built_in = self.built_in_export && export.exports();
+        if export.sdk_disabled || (!built_in && self.processors.is_empty()) {
+            return Ok((None, Vec::new()));
+        }
+        let mut builder = SdkTracerProvider::builder()
+            .with_sampler(B3Sampler::new(&self.settings.sampler))
+            .with_resource(resource(self.service, &export.resource_attributes));
+        let mut drops = Vec::new();
+        if self.built_in_export {
+            #[cfg(feature = "zipkin")]
+            if let Some(endpoint) = &export.zipkin_endpoint {
+                let mut tags = vec![(
+                    semconv::resource::SERVICE_VERSION.to_owned(),
+                    self.service.version.clone(),
+                )];
+                tags.extend(export.resource_attributes.iter().cloned());
+                let zipkin = ZipkinProcessor::start(
+                    endpoint.clone(),
+                    &self.service.name,
+                    &tags,
+                    &export.batch,
+                )?;
+                drops.push(("zipkin", zipkin.drops()));
+                builder = builder.with_span_processor(zipkin);
+            }
+            #[cfg(feature = "otlp")]
+            if let Some(otlp) = &export.otlp {
+                let processor = ExportProcessor::otlp(otlp, &export.batch)?;
+                drops.push(("otlp", processor.drops()));
+                builder = builder.with_span_processor(processor);
+            }
+        }
+        for add in self.processors {
+            let (next, counted) = add(builder, &export.batch)?;
+            builder = next;
+            drops.extend(counted.map(|counted| ("custom", counted)));
+        }
+        Ok((Some(builder.build()), drops))
     }
 }
 
-/// The SDK provider with the kit's sampler and exporter, or `None` when nothing is exported.
-#[cfg(feature = "zipkin")]
-fn provider(
-    settings: &TracingSettings,
+/// The resource of every exported span: `OTEL_RESOURCE_ATTRIBUTES`, then the service's name and version, which
+/// win over the same keys there (the name already came from `OTEL_SERVICE_NAME` or that list).
+fn resource(
     service: &ServiceIdentity,
-) -> Result<Option<SdkTracerProvider>, TracingError> {
-    let Some(endpoint) = &settings.export.zipkin_endpoint else {
-        return Ok(None);
-    };
-    let zipkin = ZipkinProcessor::start(endpoint.clone(), &service.name)
-        .map_err(TracingError::ExportThread)?;
-    let resource = opentelemetry_sdk::Resource::builder_empty()
+    attributes: &[(String, String)],
+) -> opentelemetry_sdk::Resource {
+    opentelemetry_sdk::Resource::builder_empty()
+        .with_attributes(
+            attributes
+                .iter()
+                .map(|(key, value)| KeyValue::new(key.clone(), value.clone())),
+        )
         .with_service_name(service.name.clone())
-        .build();
-    Ok(Some(
-        SdkTracerProvider::builder()
-            .with_span_processor(zipkin)
-            .with_sampler(B3Sampler::new(&settings.sampler))
-            .with_resource(resource)
-            .build(),
-    ))
+        .with_attribute(KeyValue::new(
+            semconv::resource::SERVICE_VERSION,
+            service.version.clone(),
+        ))
+        .build()
 }
 
-/// Without the `zipkin` feature nothing is exported; [`ExportSettings::from_env`] rejects an endpoint.
-#[cfg(not(feature = "zipkin"))]
-fn provider(
-    _settings: &TracingSettings,
-    _service: &ServiceIdentity,
-) -> Result<Option<SdkTracerProvider>, TracingError> {
-    Ok(None)
+/// `spans_dropped_total`, read from the processors' counters at scrape time.
+#[derive(Debug)]
+struct SpanDropCollector(Vec<(&'static str, Arc<Drops>)>);
+
+impl prometheus_client::collector::Collector for SpanDropCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric as _;
+        use prometheus_client::metrics::counter::ConstCounter;
+
+        let mut family = encoder.encode_descriptor(
+            "spans_dropped",
+            "Spans lost before reaching the collector: the queue was full, or the collector did not take them",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (exporter, drops) in &self.0 {
+            for (reason, count) in [
+                ("queue_full", &drops.queue_full),
+                ("export_failed", &drops.export_failed),
+            ] {
+                let labels = [("exporter", *exporter), ("reason", reason)];
+                ConstCounter::new(count.load(Ordering::Relaxed))
+                    .encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -289,6 +455,7 @@ mod tests {
 
     use opentelemetry::propagation::TextMapPropagator as _;
     use opentelemetry::trace::{Span as _, Tracer as _};
+    use opentelemetry_sdk::trace::SpanData;
 
     use super::*;
 
@@ -331,6 +498,101 @@ mod tests {
                 .build()
                 .is_ok()
         );
+    }
+
+    /// Spans as the exporter receives them, with the resource it was given; each export first waits for a
+    /// permit from `gate` when there is one.
+    #[derive(Debug, Default, Clone)]
+    struct Recording {
+        spans: Arc<std::sync::Mutex<Vec<SpanData>>>,
+        resource: Arc<std::sync::Mutex<Option<opentelemetry_sdk::Resource>>>,
+        gate: Option<Arc<std::sync::Mutex<std::sync::mpsc::Receiver<()>>>>,
+    }
+
+    impl SpanExporter for Recording {
+        async fn export(&self, batch: Vec<SpanData>) -> opentelemetry_sdk::error::OTelSdkResult {
+            if let Some(gate) = &self.gate {
+                let _ = gate.lock().unwrap().recv();
+            }
+            self.spans.lock().unwrap().extend(batch);
+            Ok(())
+        }
+
+        fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+            *self.resource.lock().unwrap() = Some(resource.clone());
+        }
+    }
+
+    #[test]
+    fn a_services_own_exporter_gets_the_spans_and_the_resource_and_its_losses_are_counted() {
+        let settings = settings(&[
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment=inttest,service.version=9",
+            ),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "4"),
+        ]);
+        let (permit, gate) = std::sync::mpsc::channel();
+        let recording = Recording {
+            gate: Some(Arc::new(std::sync::Mutex::new(gate))),
+            ..Recording::default()
+        };
+        let tracing = Tracing::builder(&settings, &identity())
+            .exporter(recording.clone())
+            .install_global(false)
+            .build()
+            .unwrap();
+        let tracer = tracing.tracer().unwrap();
+        // The first four fill the queue, and stay counted in it while their export waits for its permit.
+        for n in 0..6 {
+            tracer.start(format!("span {n}")).end();
+        }
+        permit.send(()).unwrap();
+        let metrics = crate::metrics::Metrics::new(
+            &crate::metrics::MetricsSettings::from_env(&Env::from_pairs::<&str, &str>([]), 8080)
+                .unwrap(),
+            &identity(),
+        );
+        tracing.count_drops_in(&metrics);
+        assert!(tracing.flush(Duration::from_secs(10)));
+        let names: Vec<String> = recording
+            .spans
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|span| span.name.to_string())
+            .collect();
+        assert_eq!(names, ["span 0", "span 1", "span 2", "span 3"]);
+        let resource = recording.resource.lock().unwrap().clone().unwrap();
+        let get = |key: &'static str| resource.get(&opentelemetry::Key::from_static_str(key));
+        assert_eq!(get("service.name").unwrap().as_str(), "svc");
+        // The binary's version wins over one in the attributes.
+        assert_eq!(get("service.version").unwrap().as_str(), "1.0.0");
+        assert_eq!(get("deployment.environment").unwrap().as_str(), "inttest");
+        let scraped = metrics.encode();
+        assert!(
+            scraped.contains(r#"spans_dropped_total{exporter="custom",reason="queue_full"} 2"#),
+            "{scraped}"
+        );
+    }
+
+    #[test]
+    fn the_sdk_disabled_makes_no_provider_not_even_for_a_services_own_exporter() {
+        let settings = settings(&[("OTEL_SDK_DISABLED", "true")]);
+        let tracing = Tracing::builder(&settings, &identity())
+            .exporter(Recording::default())
+            .install_global(false)
+            .build()
+            .unwrap();
+        assert!(tracing.tracer().is_none() && tracing.provider().is_none());
+        // Off by the builder instead, the built-in export goes and the service's own stays.
+        let settings = super::tests::settings(&[("OTEL_TRACES_EXPORTER", "otlp")]);
+        let tracing = Tracing::builder(&settings, &identity())
+            .built_in_export(false)
+            .install_global(false)
+            .build()
+            .unwrap();
+        assert!(tracing.tracer().is_none());
     }
 
     #[cfg(feature = "zipkin")]

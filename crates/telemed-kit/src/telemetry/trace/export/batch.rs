@@ -19,16 +19,13 @@
 //! reported the same way after the next post.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use opentelemetry::Context;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 
-use super::zipkin::{Encoder, SPAN_SIZE_HINT};
-use super::{EXPORT_BATCH_SIZE, EXPORT_INTERVAL, MAX_QUEUED_SPANS};
-use crate::telemetry::json;
+use super::BatchSettings;
 
 /// Emptied batch buffers kept for reuse: enough for the batch being filled and the one being posted.
 ///
@@ -38,26 +35,51 @@ use crate::telemetry::json;
 /// the request thread's next allocation waited for the poster's system call.
 const SPARE_BUFFERS: usize = 4;
 
-/// How long [`SpanProcessor::force_flush`], which has no time limit of its own, waits for the collector.
-const FORCE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long [`SpanProcessor::force_flush`](opentelemetry_sdk::trace::SpanProcessor::force_flush), which has no
+/// time limit of its own, waits for the collector.
+pub(crate) const FORCE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Encodes spans as they end and hands full batches to a poster thread.
-#[derive(Debug)]
-pub(crate) struct BatchProcessor {
-    shared: Arc<Shared>,
+/// At most one line about lost spans or a failing collector per this interval: a collector that stays down
+/// or too slow must not flood the log it shares with the service.
+pub(crate) const REPORT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// What a batch holds: Zipkin JSON encoded as each span ended, or the SDK's spans for a `SpanExporter`.
+pub(crate) trait Batch: Send + 'static {
+    /// An empty batch with room for `spans` spans.
+    fn with_room_for(spans: usize) -> Self;
+    /// Appends what [`BatchProcessor::push`] was given; `first` for the batch's first span.
+    fn clear(&mut self);
+    /// Ends the batch before it is posted.
+    fn seal(&mut self) {}
 }
 
-impl BatchProcessor {
-    /// Starts the poster thread, which calls `post` with each batch: a JSON array of encoded spans.
+/// Spans lost since the start, by reason: what `spans_dropped_total` reports.
+#[derive(Debug, Default)]
+pub(crate) struct Drops {
+    /// Dropped when they ended because the queue was full.
+    pub(crate) queue_full: AtomicU64,
+    /// In a post the collector did not take.
+    pub(crate) export_failed: AtomicU64,
+}
+
+/// A bounded queue of batches and the thread that posts them.
+#[derive(Debug)]
+pub(crate) struct BatchProcessor<B: Batch> {
+    shared: Arc<Shared<B>>,
+}
+
+impl<B: Batch + std::fmt::Debug> BatchProcessor<B> {
+    /// Starts the poster thread, which calls `post` with each sealed batch.
     pub(crate) fn start<E: std::fmt::Display>(
-        encoder: Encoder,
-        mut post: impl FnMut(&[u8]) -> Result<(), E> + Send + 'static,
+        settings: &BatchSettings,
+        mut post: impl FnMut(&mut B) -> Result<(), E> + Send + 'static,
     ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
-            encoder,
+            settings: settings.clone(),
             state: Mutex::new(State::default()),
             sealed: Condvar::new(),
             posted: Condvar::new(),
+            drops: Arc::default(),
         });
         let poster = Arc::clone(&shared);
         std::thread::Builder::new()
@@ -66,8 +88,23 @@ impl BatchProcessor {
         Ok(Self { shared })
     }
 
+    /// The counters of lost spans.
+    pub(crate) fn drops(&self) -> Arc<Drops> {
+        Arc::clone(&self.shared.drops)
+    }
+
+    /// Adds a span to the batch being filled with `append` (given whether it is the batch's first span), unless
+    /// the queue is full or the processor shut down; never waits for the poster.
+    pub(crate) fn push(&self, append: impl FnOnce(&mut B, bool)) {
+        let mut state = self.shared.lock();
+        if state.push(&self.shared, append) {
+            drop(state);
+            self.shared.sealed.notify_one();
+        }
+    }
+
     /// Seals the batch being filled and waits until every batch sealed so far is posted (or given up).
-    fn flush(&self, timeout: Duration) -> OTelSdkResult {
+    pub(crate) fn flush(&self, timeout: Duration) -> OTelSdkResult {
         // A timeout too long to add to the clock (`Duration::MAX`) means no deadline.
         let deadline = Instant::now().checked_add(timeout);
         let mut state = self.shared.lock();
@@ -90,36 +127,9 @@ impl BatchProcessor {
         }
         Ok(())
     }
-}
 
-impl SpanProcessor for BatchProcessor {
-    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
-
-    fn on_end(&self, span: SpanData) {
-        if !span.span_context.is_sampled() {
-            return;
-        }
-        thread_local! {
-            static ENCODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
-        // Encoded outside the lock, so that threads ending spans at once wait only for each other's copy.
-        json::with_thread_buffers(&ENCODED, |encoded: &mut Vec<u8>| {
-            encoded.clear();
-            self.shared.encoder.span(encoded, &span);
-            let mut state = self.shared.lock();
-            if state.push(encoded) {
-                drop(state);
-                self.shared.sealed.notify_one();
-            }
-        });
-        // `span` is dropped here, on the thread that allocated it.
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.flush(FORCE_FLUSH_TIMEOUT)
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+    /// Flushes within `timeout`, then lets the poster end.
+    pub(crate) fn shutdown(&self, timeout: Duration) -> OTelSdkResult {
         let flushed = self.flush(timeout);
         let mut state = self.shared.lock();
         state.closed = true;
@@ -130,26 +140,26 @@ impl SpanProcessor for BatchProcessor {
 }
 
 #[derive(Debug)]
-struct Shared {
-    encoder: Encoder,
-    state: Mutex<State>,
+struct Shared<B> {
+    settings: BatchSettings,
+    state: Mutex<State<B>>,
     /// Wakes the poster: a batch was sealed, or the processor closed.
     sealed: Condvar,
     /// Wakes flushers: a batch was posted or given up.
     posted: Condvar,
+    drops: Arc<Drops>,
 }
 
-#[derive(Debug, Default)]
-struct State {
-    /// `[` and the spans of the batch being filled, comma-separated; empty, with no buffer, when it holds
-    /// none.
-    filling: Vec<u8>,
+#[derive(Debug)]
+struct State<B> {
+    /// The batch being filled; `None` while it holds no span.
+    filling: Option<B>,
     filling_spans: usize,
     /// Sealed batches, oldest first, waiting for the poster.
-    waiting: VecDeque<Batch>,
+    waiting: VecDeque<Sealed<B>>,
     /// Emptied batch buffers, for the next batches to fill.
-    spare: Vec<Vec<u8>>,
-    /// Spans in `filling` and `waiting`: what [`MAX_QUEUED_SPANS`] bounds.
+    spare: Vec<B>,
+    /// Spans in `filling` and `waiting`: what the queue size bounds.
     queued_spans: usize,
     /// Batches sealed and batches posted (or given up) since the start: what a flush waits on.
     sealed: u64,
@@ -160,36 +170,50 @@ struct State {
     closed: bool,
 }
 
+impl<B> Default for State<B> {
+    fn default() -> Self {
+        Self {
+            filling: None,
+            filling_spans: 0,
+            waiting: VecDeque::new(),
+            spare: Vec::new(),
+            queued_spans: 0,
+            sealed: 0,
+            done: 0,
+            lost: 0,
+            closed: false,
+        }
+    }
+}
+
 #[derive(Debug)]
-struct Batch {
-    body: Vec<u8>,
+struct Sealed<B> {
+    batch: B,
     spans: usize,
 }
 
-impl State {
-    /// Adds an encoded span; `true` when that sealed the batch and the poster should wake.
-    fn push(&mut self, encoded: &[u8]) -> bool {
+impl<B: Batch> State<B> {
+    /// Adds a span; `true` when that sealed the batch and the poster should wake.
+    fn push(&mut self, shared: &Shared<B>, append: impl FnOnce(&mut B, bool)) -> bool {
         if self.closed {
             return false;
         }
-        if self.queued_spans >= MAX_QUEUED_SPANS {
+        let settings = &shared.settings;
+        if self.queued_spans >= settings.max_queue_size {
             self.lost += 1;
+            shared.drops.queue_full.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        if self.filling_spans == 0 {
-            // `seal` left an empty vector without a buffer.
-            self.filling = self
-                .spare
+        let first = self.filling.is_none();
+        let filling = self.filling.get_or_insert_with(|| {
+            self.spare
                 .pop()
-                .unwrap_or_else(|| Vec::with_capacity(EXPORT_BATCH_SIZE * SPAN_SIZE_HINT));
-            self.filling.push(b'[');
-        } else {
-            self.filling.push(b',');
-        }
-        self.filling.extend_from_slice(encoded);
+                .unwrap_or_else(|| B::with_room_for(settings.max_export_batch_size))
+        });
+        append(filling, first);
         self.filling_spans += 1;
         self.queued_spans += 1;
-        if self.filling_spans < EXPORT_BATCH_SIZE {
+        if self.filling_spans < settings.max_export_batch_size {
             return false;
         }
         self.seal();
@@ -198,71 +222,141 @@ impl State {
 
     /// Closes the batch being filled and queues it for the poster, unless it is empty.
     fn seal(&mut self) {
-        if self.filling_spans == 0 {
+        let Some(mut batch) = self.filling.take() else {
             return;
-        }
-        let mut body = std::mem::take(&mut self.filling);
-        body.push(b']');
-        self.waiting.push_back(Batch {
-            body,
+        };
+        batch.seal();
+        self.waiting.push_back(Sealed {
+            batch,
             spans: std::mem::take(&mut self.filling_spans),
         });
         self.sealed += 1;
     }
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+/// What the poster has told the log, so that it says something at most once per [`REPORT_INTERVAL`].
+#[derive(Debug, Default)]
+struct Reports {
+    /// The last post failed, and why.
+    failing: Option<String>,
+    /// The log was told that posting fails, and not yet that it works again.
+    told_failing: bool,
+    last_line: Option<Instant>,
+}
+
+/// A line the poster writes.
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    Failing { error: String, spans_lost: u64 },
+    Recovered { spans_lost: u64 },
+    Dropped { spans_lost: u64 },
+    LostAtShutdown { spans_lost: u64 },
+}
+
+impl Line {
+    fn write(&self) {
+        match self {
+            Self::Failing { error, spans_lost } => crate::alert!(
+                %error,
+                spans_lost,
+                "span export failed: spans are lost until the collector takes them again"
+            ),
+            Self::Recovered { spans_lost } => {
+                tracing::info!(spans_lost, "span export works again");
+            }
+            Self::Dropped { spans_lost } => crate::alert!(
+                spans_lost,
+                "{spans_lost} spans dropped: the collector took them slower than the service made them"
+            ),
+            Self::LostAtShutdown { spans_lost } => crate::alert!(
+                spans_lost,
+                "{spans_lost} spans lost: the collector did not take them before the service stopped"
+            ),
+        }
+    }
+}
+
+impl Reports {
+    /// The line due at `now`, if any and if the last one is old enough (or `final_line`, at shutdown); the spans
+    /// it reports are taken out of `lost`.
+    fn due(&mut self, lost: &mut u64, final_line: bool, now: Instant) -> Option<Line> {
+        if !final_line
+            && self
+                .last_line
+                .is_some_and(|last| now.saturating_duration_since(last) < REPORT_INTERVAL)
+        {
+            return None;
+        }
+        let spans_lost = *lost;
+        let line = match (&self.failing, self.told_failing) {
+            (Some(error), false) => {
+                self.told_failing = true;
+                Line::Failing {
+                    error: error.clone(),
+                    spans_lost,
+                }
+            }
+            (None, true) => {
+                self.told_failing = false;
+                Line::Recovered { spans_lost }
+            }
+            (None, false) if spans_lost > 0 => Line::Dropped { spans_lost },
+            _ if final_line && spans_lost > 0 => Line::LostAtShutdown { spans_lost },
+            _ => return None,
+        };
+        *lost = 0;
+        self.last_line = Some(now);
+        Some(line)
+    }
+}
+
+impl<B: Batch> Shared<B> {
+    fn lock(&self) -> MutexGuard<'_, State<B>> {
         // Nothing panics while holding the lock; if something did, the counters are still usable.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn post_loop<E: std::fmt::Display>(&self, post: &mut impl FnMut(&[u8]) -> Result<(), E>) {
-        let mut failing = false;
+    fn post_loop<E: std::fmt::Display>(&self, post: &mut impl FnMut(&mut B) -> Result<(), E>) {
+        let mut reports = Reports::default();
         let mut last_post = Instant::now();
         let mut state = self.lock();
         loop {
-            if let Some(batch) = state.waiting.pop_front() {
+            if let Some(mut sealed) = state.waiting.pop_front() {
                 drop(state);
-                let result = post(&batch.body);
+                let result = post(&mut sealed.batch);
                 last_post = Instant::now();
-                let mut body = batch.body;
-                body.clear();
+                sealed.batch.clear();
                 state = self.lock();
                 if state.spare.len() < SPARE_BUFFERS {
-                    state.spare.push(body);
+                    state.spare.push(sealed.batch);
                 }
-                state.queued_spans -= batch.spans;
+                state.queued_spans -= sealed.spans;
                 state.done += 1;
                 self.posted.notify_all();
-                match result {
+                reports.failing = match result {
                     Err(error) => {
-                        state.lost += batch.spans as u64;
-                        if !failing {
-                            failing = true;
-                            drop(state);
-                            crate::alert!(
-                                %error,
-                                "span export failed: spans are lost until the collector takes them again"
-                            );
-                            state = self.lock();
-                        }
+                        state.lost += sealed.spans as u64;
+                        self.drops
+                            .export_failed
+                            .fetch_add(sealed.spans as u64, Ordering::Relaxed);
+                        Some(error.to_string())
                     }
-                    Ok(()) => {
-                        let lost = std::mem::take(&mut state.lost);
-                        if failing || lost > 0 {
-                            drop(state);
-                            report(std::mem::take(&mut failing), lost);
-                            state = self.lock();
-                        }
-                    }
+                    Ok(()) => None,
+                };
+                if let Some(line) = reports.due(&mut state.lost, false, Instant::now()) {
+                    drop(state);
+                    line.write();
+                    state = self.lock();
                 }
                 continue;
             }
             if state.closed {
                 break;
             }
-            let wait = EXPORT_INTERVAL.saturating_sub(last_post.elapsed());
+            let wait = self
+                .settings
+                .schedule_delay
+                .saturating_sub(last_post.elapsed());
             if wait.is_zero() {
                 state.seal();
                 last_post = Instant::now();
@@ -274,23 +368,11 @@ impl Shared {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        let lost = std::mem::take(&mut state.lost);
+        let line = reports.due(&mut state.lost, true, Instant::now());
         drop(state);
-        if lost > 0 {
-            report(false, lost);
+        if let Some(line) = line {
+            line.write();
         }
-    }
-}
-
-/// The line after a post that went through, or at shutdown, when spans were lost since the last one.
-fn report(recovered: bool, spans_lost: u64) {
-    if recovered {
-        tracing::info!(spans_lost, "span export works again");
-    } else {
-        crate::alert!(
-            spans_lost,
-            "{spans_lost} spans dropped: the collector took them slower than the service made them"
-        );
     }
 }
 
@@ -299,31 +381,79 @@ mod tests {
     use std::sync::mpsc;
 
     use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
-    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanProcessor};
 
     use super::*;
 
     const WAIT: Duration = Duration::from_secs(10);
+    const BATCH: usize = 16;
+    const QUEUE: usize = 64;
 
-    /// A provider whose processor sends each posted batch, parsed, to the returned receiver; each post first
-    /// waits for a permit from `gate` when one is given.
+    /// Span names, standing in for an encoded batch.
+    #[derive(Debug)]
+    struct Names(Vec<String>);
+
+    impl Batch for Names {
+        fn with_room_for(spans: usize) -> Self {
+            Self(Vec::with_capacity(spans))
+        }
+
+        fn clear(&mut self) {
+            self.0.clear();
+        }
+    }
+
+    #[derive(Debug)]
+    struct Recorder(BatchProcessor<Names>);
+
+    impl SpanProcessor for Recorder {
+        fn on_start(
+            &self,
+            _span: &mut opentelemetry_sdk::trace::Span,
+            _cx: &opentelemetry::Context,
+        ) {
+        }
+
+        fn on_end(&self, span: SpanData) {
+            self.0.push(|batch, _| batch.0.push(span.name.to_string()));
+        }
+
+        fn force_flush(&self) -> OTelSdkResult {
+            self.0.flush(FORCE_FLUSH_TIMEOUT)
+        }
+
+        fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+            self.0.shutdown(timeout)
+        }
+    }
+
+    fn settings() -> BatchSettings {
+        BatchSettings {
+            max_queue_size: QUEUE,
+            schedule_delay: Duration::from_secs(3600),
+            max_export_batch_size: BATCH,
+            export_timeout: WAIT,
+        }
+    }
+
+    /// A provider whose processor sends each posted batch to the returned receiver; each post first waits for
+    /// a permit from `gate` when one is given.
     fn provider(
         gate: Option<mpsc::Receiver<()>>,
-    ) -> (SdkTracerProvider, mpsc::Receiver<Vec<serde_json::Value>>) {
+    ) -> (SdkTracerProvider, mpsc::Receiver<Vec<String>>, Arc<Drops>) {
         let (posted, batches) = mpsc::channel();
-        let processor = BatchProcessor::start(Encoder::new("batch-test"), move |body: &[u8]| {
+        let processor = BatchProcessor::start(&settings(), move |batch: &mut Names| {
             if let Some(gate) = &gate {
                 gate.recv().map_err(|_| "gate closed")?;
             }
-            let spans: Vec<serde_json::Value> =
-                serde_json::from_slice(body).map_err(|_| "not a JSON array")?;
-            posted.send(spans).map_err(|_| "test ended")
+            posted.send(batch.0.clone()).map_err(|_| "test ended")
         })
         .unwrap();
+        let drops = processor.drops();
         let provider = SdkTracerProvider::builder()
-            .with_span_processor(processor)
+            .with_span_processor(Recorder(processor))
             .build();
-        (provider, batches)
+        (provider, batches, drops)
     }
 
     fn end_spans(provider: &SdkTracerProvider, count: usize) {
@@ -336,30 +466,20 @@ mod tests {
 
     #[test]
     fn a_full_batch_is_posted_at_once_and_the_rest_at_a_flush() {
-        let (provider, batches) = provider(None);
-        end_spans(&provider, EXPORT_BATCH_SIZE + 3);
+        let (provider, batches, _) = provider(None);
+        end_spans(&provider, BATCH + 3);
         let full = batches.recv_timeout(WAIT).expect("no batch posted");
-        assert_eq!(full.len(), EXPORT_BATCH_SIZE);
-        assert_eq!(full[0]["name"], "span 0");
-        assert_eq!(full[0]["localEndpoint"]["serviceName"], "batch-test");
+        assert_eq!(full.len(), BATCH);
+        assert_eq!(full[0], "span 0");
         // The three left wait for the interval, or for a flush.
         assert!(batches.recv_timeout(Duration::from_millis(100)).is_err());
         provider.force_flush().unwrap();
         let rest = batches
             .try_recv()
             .expect("the flush returned before the post");
-        let names: Vec<&str> = rest
-            .iter()
-            .filter_map(|span| span["name"].as_str())
-            .collect();
         assert_eq!(
-            names,
-            [
-                EXPORT_BATCH_SIZE,
-                EXPORT_BATCH_SIZE + 1,
-                EXPORT_BATCH_SIZE + 2
-            ]
-            .map(|n| format!("span {n}"))
+            rest,
+            [BATCH, BATCH + 1, BATCH + 2].map(|n| format!("span {n}"))
         );
         // Nothing is posted empty.
         provider.force_flush().unwrap();
@@ -371,37 +491,106 @@ mod tests {
     }
 
     #[test]
-    fn spans_beyond_the_queue_are_dropped_and_the_rest_posted_once_the_collector_takes_them() {
+    fn spans_beyond_the_queue_are_dropped_counted_and_the_rest_posted_once_the_collector_takes_them()
+     {
         let (permits, gate) = mpsc::channel();
-        let (provider, batches) = provider(Some(gate));
+        let (provider, batches, drops) = provider(Some(gate));
         // The poster takes the first batch and waits in its post; the queue holds the rest up to its limit.
-        end_spans(&provider, MAX_QUEUED_SPANS + 500);
-        for _ in 0..MAX_QUEUED_SPANS / EXPORT_BATCH_SIZE {
+        end_spans(&provider, QUEUE + 50);
+        assert_eq!(drops.queue_full.load(Ordering::Relaxed), 50);
+        for _ in 0..QUEUE / BATCH {
             permits.send(()).unwrap();
         }
         let mut posted = 0;
-        while posted < MAX_QUEUED_SPANS {
+        while posted < QUEUE {
             posted += batches
                 .recv_timeout(WAIT)
                 .expect("a batch went missing")
                 .len();
         }
-        assert_eq!(posted, MAX_QUEUED_SPANS);
+        assert_eq!(posted, QUEUE);
         // The queue has room again.
         end_spans(&provider, 1);
         permits.send(()).unwrap();
         provider.force_flush().unwrap();
         assert_eq!(batches.try_recv().map(|batch| batch.len()), Ok(1));
+        assert_eq!(drops.export_failed.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn spans_of_a_failed_post_are_counted() {
+        let (gate_sender, gate) = mpsc::channel::<()>();
+        let (provider, _batches, drops) = provider(Some(gate));
+        drop(gate_sender);
+        end_spans(&provider, BATCH);
+        provider.force_flush().unwrap();
+        assert_eq!(drops.export_failed.load(Ordering::Relaxed), BATCH as u64);
     }
 
     #[test]
     fn shutdown_gives_up_on_a_collector_that_never_answers_within_its_time() {
         let (_permits, gate) = mpsc::channel::<()>();
-        let (provider, _batches) = provider(Some(gate));
+        let (provider, _batches, _) = provider(Some(gate));
         end_spans(&provider, 1);
         let started = Instant::now();
         let result = provider.shutdown_with_timeout(Duration::from_millis(200));
         assert!(result.is_err(), "{result:?}");
         assert!(started.elapsed() < WAIT);
+    }
+
+    #[test]
+    fn the_log_hears_of_lost_spans_at_most_once_per_interval() {
+        let mut reports = Reports::default();
+        let start = Instant::now();
+        let mut lost = 0;
+        let later = |seconds| start + Duration::from_secs(seconds);
+        // Drops while posting works: one line, then silence for the interval while they pile up.
+        lost += 5;
+        assert_eq!(
+            reports.due(&mut lost, false, start),
+            Some(Line::Dropped { spans_lost: 5 })
+        );
+        lost += 7;
+        assert_eq!(reports.due(&mut lost, false, later(1)), None);
+        lost += 1;
+        assert_eq!(
+            reports.due(&mut lost, false, later(10)),
+            Some(Line::Dropped { spans_lost: 8 })
+        );
+        // The collector fails: said once the interval allows, then not again while it stays down.
+        reports.failing = Some("connection refused".into());
+        lost += 16;
+        assert_eq!(reports.due(&mut lost, false, later(15)), None);
+        let failing = reports.due(&mut lost, false, later(20));
+        assert_eq!(
+            failing,
+            Some(Line::Failing {
+                error: "connection refused".into(),
+                spans_lost: 16
+            })
+        );
+        lost += 16;
+        assert_eq!(reports.due(&mut lost, false, later(40)), None);
+        // It recovers: said once, with what was lost meanwhile.
+        reports.failing = None;
+        assert_eq!(
+            reports.due(&mut lost, false, later(41)),
+            Some(Line::Recovered { spans_lost: 16 })
+        );
+        assert_eq!(reports.due(&mut lost, false, later(60)), None);
+        // At shutdown, whatever is left, whatever the interval.
+        lost += 3;
+        assert_eq!(
+            reports.due(&mut lost, true, later(61)),
+            Some(Line::Dropped { spans_lost: 3 })
+        );
+        reports.failing = Some("timeout".into());
+        assert!(reports.due(&mut lost, true, later(61)).is_some());
+        lost += 2;
+        assert_eq!(
+            reports.due(&mut lost, true, later(61)),
+            Some(Line::LostAtShutdown { spans_lost: 2 })
+        );
+        assert_eq!(reports.due(&mut lost, true, later(61)), None);
     }
 }

@@ -1,69 +1,33 @@
-//! Span export: [`ExportSettings`] and, with the `zipkin` feature, [`ZipkinProcessor`].
+//! Span export: where spans go ([`ExportSettings`], from the OpenTelemetry specification's variables) and the
+//! processors that take them there through one bounded queue each: [`ZipkinProcessor`] (feature `zipkin`, the
+//! kit's own Zipkin v2 encoder) and [`ExportProcessor`], which runs any OpenTelemetry `SpanExporter` (OTLP with
+//! feature `otlp`, or one of the service's own).
 
 use std::time::Duration;
 
-#[cfg(feature = "zipkin")]
 use opentelemetry_sdk::trace::SpanProcessor;
 
-use crate::config::{ConfigError, Env};
-
-#[cfg(feature = "zipkin")]
 mod batch;
+mod exporter;
+mod settings;
 #[cfg(feature = "zipkin")]
 mod zipkin;
 
-/// Time limit of one export request to the collector.
-pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Spans waiting for export at most; more are dropped.
-pub const MAX_QUEUED_SPANS: usize = 2048;
-/// Spans per post to the collector: few enough that a post is short work on a shared core, enough that
-/// posting costs less than a microsecond per span (docs/performance.md).
-pub const EXPORT_BATCH_SIZE: usize = 128;
-/// A batch that is not full is posted this long after the previous post (the SDK's default delay).
-pub const EXPORT_INTERVAL: Duration = Duration::from_secs(5);
-
-/// Export settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ExportSettings {
-    /// `OTEL_EXPORTER_ZIPKIN_ENDPOINT`: the collector's span endpoint, such as
-    /// `http://zipkin.istio-system:9411/api/v2/spans`. Defaults to unset: no spans are exported, and the
-    /// inbound trace context is forwarded unchanged.
-    pub zipkin_endpoint: Option<reqwest::Url>,
-}
-
-impl ExportSettings {
-    /// Reads `OTEL_EXPORTER_ZIPKIN_ENDPOINT`.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let zipkin_endpoint = env.parse_with(
-            "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
-            "an http:// or https:// URL such as http://zipkin:9411/api/v2/spans",
-            |raw| {
-                let url = reqwest::Url::parse(raw).ok()?;
-                let scheme_ok = matches!(url.scheme(), "http" | "https");
-                (scheme_ok && url.host().is_some()).then_some(url)
-            },
-        )?;
-        if let Some(endpoint) = &zipkin_endpoint
-            && !cfg!(feature = "zipkin")
-        {
-            return Err(ConfigError::invalid(
-                "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
-                endpoint.as_str(),
-                "unset: this binary was built without the kit's `zipkin` feature",
-            ));
-        }
-        Ok(Self { zipkin_endpoint })
-    }
-}
+pub(crate) use batch::Drops;
+pub use exporter::ExportProcessor;
+pub use settings::{
+    BatchSettings, DEFAULT_OTLP_ENDPOINT, DEFAULT_ZIPKIN_ENDPOINT, EXPORT_BATCH_SIZE,
+    EXPORT_INTERVAL, EXPORT_TIMEOUT, ExportSettings, MAX_QUEUED_SPANS, OtlpSettings,
+};
 
 /// The kit's Zipkin v2 exporter, as an OpenTelemetry [`SpanProcessor`]: span export in Zipkin v2 JSON, which
 /// [`Tracing`](super::Tracing) installs when `OTEL_EXPORTER_ZIPKIN_ENDPOINT` is set.
 ///
-/// Each sampled span is encoded as it ends (`export::zipkin`) into a batch of up to 128 spans; a thread of
-/// the kit's own posts each batch with a 2 s timeout (`export::batch`, which says why it replaces the SDK's
-/// batch processor). At most 2048 spans wait; when the queue is full, new spans are dropped and counted, never
-/// waited for. A down or slow collector therefore never slows a request and never grows memory; it only
+/// Each sampled span is encoded as it ends (`export::zipkin`) into a batch of up to
+/// [`BatchSettings::max_export_batch_size`] spans; a thread of the kit's own posts each batch within
+/// [`BatchSettings::export_timeout`] (`export::batch`, which says why it replaces the SDK's batch processor). At
+/// most [`BatchSettings::max_queue_size`] spans wait; when the queue is full, new spans are dropped and counted,
+/// never waited for. A down or slow collector therefore never slows a request and never grows memory; it only
 /// loses spans, which the log reports. At shutdown the queue is flushed within the time the shutdown
 /// sequence gives it.
 ///
@@ -97,49 +61,97 @@ impl ExportSettings {
 /// use telemed_kit::opentelemetry_sdk::trace::SdkTracerProvider;
 /// use telemed_kit::telemetry::trace::ZipkinProcessor;
 ///
+/// use telemed_kit::telemetry::trace::BatchSettings;
+///
 /// let endpoint = "http://zipkin.istio-system:9411/api/v2/spans".parse().unwrap();
-/// let zipkin = ZipkinProcessor::start(endpoint, "patient-reminders").unwrap();
+/// let zipkin = ZipkinProcessor::start(endpoint, "patient-reminders", &[], &BatchSettings::default()).unwrap();
 /// let provider = SdkTracerProvider::builder().with_span_processor(zipkin).build();
 /// # let _ = provider.shutdown();
 /// ```
 #[cfg(feature = "zipkin")]
 #[derive(Debug)]
 pub struct ZipkinProcessor {
-    batches: batch::BatchProcessor,
+    batches: batch::BatchProcessor<JsonBatch>,
+    encoder: zipkin::Encoder,
 }
 
 #[cfg(feature = "zipkin")]
 impl ZipkinProcessor {
-    /// Starts the poster thread for `endpoint`; spans name `service_name` as their local endpoint.
+    /// Starts the poster thread for `endpoint`; spans name `service_name` as their local endpoint and carry
+    /// `resource_tags` (the resource's other attributes) as tags.
     ///
     /// The HTTP client is built on the first post, not here (see the module documentation); the only failure is
     /// a thread that cannot be started.
-    pub fn start(endpoint: reqwest::Url, service_name: &str) -> std::io::Result<Self> {
-        let mut collector = Collector::new(endpoint);
-        let batches =
-            batch::BatchProcessor::start(zipkin::Encoder::new(service_name), move |body| {
-                collector.post(body)
-            })?;
-        Ok(Self { batches })
+    pub fn start(
+        endpoint: reqwest::Url,
+        service_name: &str,
+        resource_tags: &[(String, String)],
+        settings: &BatchSettings,
+    ) -> std::io::Result<Self> {
+        let mut collector = Collector::new(endpoint, settings.export_timeout);
+        let batches = batch::BatchProcessor::start(settings, move |body: &mut JsonBatch| {
+            collector.post(&body.0)
+        })?;
+        Ok(Self {
+            batches,
+            encoder: zipkin::Encoder::new(service_name, resource_tags),
+        })
+    }
+
+    pub(crate) fn drops(&self) -> std::sync::Arc<Drops> {
+        self.batches.drops()
+    }
+}
+
+/// A JSON array of Zipkin spans, `[` and `]` included.
+#[cfg(feature = "zipkin")]
+#[derive(Debug)]
+struct JsonBatch(Vec<u8>);
+
+#[cfg(feature = "zipkin")]
+impl batch::Batch for JsonBatch {
+    fn with_room_for(spans: usize) -> Self {
+        Self(Vec::with_capacity(spans * zipkin::SPAN_SIZE_HINT))
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    fn seal(&mut self) {
+        self.0.push(b']');
     }
 }
 
 #[cfg(feature = "zipkin")]
 impl SpanProcessor for ZipkinProcessor {
-    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
-        self.batches.on_start(span, cx);
-    }
+    fn on_start(&self, _span: &mut opentelemetry_sdk::trace::Span, _cx: &opentelemetry::Context) {}
 
     fn on_end(&self, span: opentelemetry_sdk::trace::SpanData) {
-        self.batches.on_end(span);
+        if !span.span_context.is_sampled() {
+            return;
+        }
+        thread_local! {
+            static ENCODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        // Encoded outside the lock, so that threads ending spans at once wait only for each other's copy.
+        crate::telemetry::json::with_thread_buffers(&ENCODED, |encoded: &mut Vec<u8>| {
+            encoded.clear();
+            self.encoder.span(encoded, &span);
+            self.batches.push(|batch, first| {
+                batch.0.push(if first { b'[' } else { b',' });
+                batch.0.extend_from_slice(encoded);
+            });
+        });
+        // `span` is dropped here, on the thread that allocated it.
     }
 
     fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
-        self.batches.force_flush()
+        self.batches.flush(batch::FORCE_FLUSH_TIMEOUT)
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
-        self.batches.shutdown_with_timeout(timeout)
+        self.batches.shutdown(timeout)
     }
 }
 
@@ -152,14 +164,16 @@ impl SpanProcessor for ZipkinProcessor {
 #[derive(Debug)]
 struct Collector {
     endpoint: reqwest::Url,
+    timeout: Duration,
     client: Option<(tokio::runtime::Runtime, reqwest::Client)>,
 }
 
 #[cfg(feature = "zipkin")]
 impl Collector {
-    fn new(endpoint: reqwest::Url) -> Self {
+    fn new(endpoint: reqwest::Url, timeout: Duration) -> Self {
         Self {
             endpoint,
+            timeout,
             client: None,
         }
     }
@@ -174,17 +188,10 @@ impl Collector {
                     .enable_all()
                     .build()
                     .map_err(|error| ExportError::Client(error.to_string()))?;
-                let mut builder = reqwest::Client::builder().timeout(EXPORT_TIMEOUT);
-                if self.endpoint.scheme() == "http" {
-                    // Nothing to verify: without this, building the client reads and parses the system's
-                    // whole trust store (about 150 files, some 35 million instructions, on the core the
-                    // requests use) for a collector it will never speak TLS to.
-                    builder = builder.tls_certs_only([]);
-                }
                 let client = {
                     // The client's connector and timers belong to the runtime current when it is built.
                     let _entered = runtime.enter();
-                    builder.build()
+                    collector_client(&self.endpoint, self.timeout)
                 }
                 .map_err(|error| ExportError::Client(causes(error)))?;
                 self.client.insert((runtime, client))
@@ -205,6 +212,22 @@ impl Collector {
     }
 }
 
+/// The HTTP client for a collector at `endpoint`, for both exporters.
+#[cfg(any(feature = "zipkin", feature = "otlp"))]
+fn collector_client(
+    endpoint: &reqwest::Url,
+    timeout: Duration,
+) -> reqwest::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder().timeout(timeout);
+    if endpoint.scheme() == "http" {
+        // Nothing to verify: without this, building the client reads and parses the system's whole trust
+        // store (about 150 files, some 35 million instructions, on the core the requests use) for a collector
+        // it will never speak TLS to.
+        builder = builder.tls_certs_only([]);
+    }
+    builder.build()
+}
+
 /// Why a batch did not reach the collector. The export thread logs it; the texts carry no URL, which could
 /// hold credentials.
 #[cfg(feature = "zipkin")]
@@ -219,7 +242,7 @@ enum ExportError {
 }
 
 /// The error and its causes in one line ("error sending request: connection refused"), without the URL.
-#[cfg(feature = "zipkin")]
+#[cfg(any(feature = "zipkin", feature = "otlp"))]
 fn causes(error: reqwest::Error) -> String {
     let error = error.without_url();
     let mut text = error.to_string();
@@ -230,66 +253,4 @@ fn causes(error: reqwest::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[cfg(feature = "zipkin")]
-    #[test]
-    fn an_http_endpoint_with_a_host_is_taken() {
-        let endpoint = "http://zipkin.istio-system:9411/api/v2/spans";
-        let settings = ExportSettings::from_env(&Env::from_pairs([(
-            "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
-            endpoint,
-        )]));
-        assert_eq!(
-            settings
-                .ok()
-                .and_then(|s| s.zipkin_endpoint)
-                .as_ref()
-                .map(reqwest::Url::as_str),
-            Some(endpoint)
-        );
-    }
-
-    #[test]
-    fn the_endpoint_must_be_an_http_url_with_a_host() {
-        for bad in [
-            "zipkin:9411",
-            "ftp://zipkin/api",
-            "http://",
-            "http://zip kin/api",
-            "/api/v2/spans",
-        ] {
-            let error = ExportSettings::from_env(&Env::from_pairs([(
-                "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
-                bad,
-            )]))
-            .unwrap_err();
-            assert_eq!(error.variable(), "OTEL_EXPORTER_ZIPKIN_ENDPOINT", "{bad}");
-            assert!(
-                error.to_string().contains("an http:// or https:// URL"),
-                "{error}"
-            );
-        }
-    }
-
-    #[cfg(not(feature = "zipkin"))]
-    #[test]
-    fn without_the_zipkin_feature_an_endpoint_is_refused_not_ignored() {
-        let error = ExportSettings::from_env(&Env::from_pairs([(
-            "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
-            "http://zipkin:9411/api/v2/spans",
-        )]))
-        .unwrap_err();
-        assert_eq!(error.variable(), "OTEL_EXPORTER_ZIPKIN_ENDPOINT");
-        assert!(
-            error
-                .to_string()
-                .contains("without the kit's `zipkin` feature"),
-            "{error}"
-        );
-    }
 }

@@ -36,15 +36,28 @@ pub(crate) const SPAN_SIZE_HINT: usize = 400;
 pub(crate) struct Encoder {
     /// `"localEndpoint":{"serviceName":"…"}`, escaped once.
     local_endpoint: Box<[u8]>,
+    /// The resource's other attributes as `"key":"value"` tags, comma-separated and escaped once: Zipkin v2
+    /// has no resource, so each span carries them.
+    resource_tags: Box<[u8]>,
 }
 
 impl Encoder {
-    pub(crate) fn new(service_name: &str) -> Self {
+    pub(crate) fn new(service_name: &str, resource_tags: &[(String, String)]) -> Self {
         let mut local_endpoint = br#""localEndpoint":{"serviceName":"#.to_vec();
         json::string(&mut local_endpoint, &redact(service_name));
         local_endpoint.push(b'}');
+        let mut tags = Vec::new();
+        for (key, value) in resource_tags {
+            if !tags.is_empty() {
+                tags.push(b',');
+            }
+            json::string(&mut tags, key);
+            tags.push(b':');
+            json::string(&mut tags, &redact(value));
+        }
         Self {
             local_endpoint: local_endpoint.into_boxed_slice(),
+            resource_tags: tags.into_boxed_slice(),
         }
     }
 
@@ -83,7 +96,7 @@ impl Encoder {
         out.push(b',');
         out.extend_from_slice(&self.local_endpoint);
         annotations(out, span);
-        let debug = tags(out, span);
+        let debug = tags(out, span, &self.resource_tags);
         if debug {
             out.extend_from_slice(br#","debug":true"#);
         }
@@ -120,8 +133,9 @@ fn annotations(out: &mut Vec<u8>, span: &SpanData) {
     out.push(b']');
 }
 
-/// Writes `"tags":{…}` unless there are none; returns whether the span carries the debug mark.
-fn tags(out: &mut Vec<u8>, span: &SpanData) -> bool {
+/// Writes `"tags":{…}` (the span's, then the resource's) unless there are none; returns whether the span carries
+/// the debug mark.
+fn tags(out: &mut Vec<u8>, span: &SpanData, resource_tags: &[u8]) -> bool {
     // For the rare attribute that is neither text nor an integer; empty until one comes.
     let mut scratch = String::new();
     let mut debug = false;
@@ -162,6 +176,11 @@ fn tags(out: &mut Vec<u8>, span: &SpanData) -> bool {
             tag(out, "otel.status_code", "ERROR");
             tag(out, "error", description);
         }
+    }
+    if !resource_tags.is_empty() {
+        out.extend_from_slice(if first { br#","tags":{"# } else { b"," });
+        first = false;
+        out.extend_from_slice(resource_tags);
     }
     if !first {
         out.push(b'}');
@@ -224,7 +243,11 @@ mod tests {
     }
 
     fn encode(spans: &[SpanData]) -> Json {
-        let encoder = Encoder::new("settings \"eu\"");
+        encode_with(spans, &[])
+    }
+
+    fn encode_with(spans: &[SpanData], resource: &[(String, String)]) -> Json {
+        let encoder = Encoder::new("settings \"eu\"", resource);
         let mut body = b"[".to_vec();
         for (index, span) in spans.iter().enumerate() {
             if index > 0 {
@@ -266,6 +289,28 @@ mod tests {
                          "sampled": "true", "ratio": "0.5"},
             }])
         );
+    }
+
+    #[test]
+    fn the_resource_goes_with_every_span_as_tags() {
+        let resource = [
+            ("service.version".to_owned(), "1.0.3".to_owned()),
+            ("deployment.environment".to_owned(), "in\"test".to_owned()),
+        ];
+        let with_tags = span(
+            1,
+            0,
+            SpanKind::Server,
+            vec![KeyValue::new("http.route", "/x")],
+        );
+        let without = span(2, 0, SpanKind::Internal, Vec::new());
+        let encoded = encode_with(&[with_tags, without], &resource);
+        let resource_tags =
+            json!({"service.version": "1.0.3", "deployment.environment": "in\"test"});
+        let mut tags = resource_tags.clone();
+        tags["http.route"] = json!("/x");
+        assert_eq!(encoded[0]["tags"], tags);
+        assert_eq!(encoded[1]["tags"], resource_tags);
     }
 
     #[test]
