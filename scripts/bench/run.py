@@ -187,6 +187,13 @@ def parts_env(port: int, sink_port: int) -> dict[str, str]:
     return {**env, "UPSTREAM_URL": f"http://127.0.0.1:{sink_port}"}
 
 
+def otlp_env(port: int, sink_port: int) -> dict[str, str]:
+    """The reference service's full stack with OTLP export (HTTP/protobuf) to the same sink instead of Zipkin."""
+    env = kit_env(port, sink_port)
+    env.pop("OTEL_EXPORTER_ZIPKIN_ENDPOINT")
+    return {**env, "OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}"}
+
+
 def load(args, workdir: Path, sink_port: int) -> dict:
     bare = Server("bare", [args.bare], {"PATH": os.environ.get("PATH", ""), "PORT": str(free_port())},
                   workdir / "bare.log", "/")
@@ -197,7 +204,9 @@ def load(args, workdir: Path, sink_port: int) -> dict:
     # The same parts composed by hand in a service's own main, in the same rounds.
     parts = Server("parts", [args.parts], parts_env(free_port(), sink_port), workdir / "parts.log", "/livez",
                    PARTS_PATH)
-    servers = {"bare": bare, "kit": kit, "kit_no_metrics": no_metrics, "parts": parts}
+    # The full stack exporting OTLP instead of Zipkin, in the same rounds.
+    otlp = Server("kit, OTLP", [args.kit], otlp_env(free_port(), sink_port), workdir / "otlp.log", "/livez")
+    servers = {"bare": bare, "kit": kit, "kit_no_metrics": no_metrics, "parts": parts, "otlp": otlp}
     rounds: dict[str, list[dict]] = {name: [] for name in servers}
     repeated: list[dict] = []
     try:
@@ -205,7 +214,7 @@ def load(args, workdir: Path, sink_port: int) -> dict:
             wrk(server.port, args.warmup, args.connections, server.path)
         for number in range(1, args.rounds + 1):
             for name, server in servers.items():
-                result = measure(server, args, sink_port if name in ("kit", "parts") else None)
+                result = measure(server, args, sink_port if name in ("kit", "parts", "otlp") else None)
                 for discarded in result.pop("discarded"):
                     repeated.append({"round": number, "server": name, **discarded})
                 rounds[name].append(result)
@@ -319,7 +328,8 @@ def summarise(results: dict) -> dict:
     med = lambda name, key: statistics.median(r[key] for r in rounds[name])
     pairwise = lambda key: statistics.median(k[key] / b[key] for b, k in zip(rounds["bare"], rounds["kit"]))
     kit_requests = sum(r["requests"] for r in rounds["kit"])
-    parts_requests = sum(r["requests"] for r in rounds["parts"])
+    med_thread = lambda name, thread: statistics.median(
+        r["thread_us_per_request"].get(thread, 0.0) for r in rounds[name])
     return {
         "bare_rps": med("bare", "rps"), "kit_rps": med("kit", "rps"),
         "bare_p99_ms": med("bare", "p99_ms"), "kit_p99_ms": med("kit", "p99_ms"),
@@ -341,24 +351,43 @@ def summarise(results: dict) -> dict:
         "no_metrics_cpu_us": med("kit_no_metrics", "cpu_us_per_request"),
         "metrics_rps_ratio_pairwise": statistics.median(
             k["rps"] / n["rps"] for k, n in zip(rounds["kit"], rounds["kit_no_metrics"])),
-        "parts_rps": med("parts", "rps"), "parts_p99_ms": med("parts", "p99_ms"),
-        "parts_p50_ms": med("parts", "p50_ms"), "parts_cpu_us": med("parts", "cpu_us_per_request"),
-        "parts_rps_ratio": med("parts", "rps") / med("bare", "rps"),
-        "parts_p99_ratio": med("parts", "p99_ms") / med("bare", "p99_ms"),
-        "parts_rps_ratio_pairwise": statistics.median(
-            p["rps"] / b["rps"] for b, p in zip(rounds["bare"], rounds["parts"])),
-        "parts_p99_ratio_pairwise": statistics.median(
-            p["p99_ms"] / b["p99_ms"] for b, p in zip(rounds["bare"], rounds["parts"])),
-        "parts_spans_per_request": sum(r["spans_exported"] for r in rounds["parts"]) / parts_requests,
-        "parts_log_lines_per_request": sum(r["log_lines"] for r in rounds["parts"]) / parts_requests,
-        "parts_startup_ms": statistics.median(results["startup"]["parts"]["ms"]),
-        "parts_idle_rss_mib": statistics.median(results["startup"]["parts"]["rss_kib"]) / 1024,
-        "parts_peak_rss_mib": results["load"]["peak_rss_kib"]["parts"] / 1024,
+        **side(results, "parts"),
+        **side(results, "otlp"),
+        "export_thread_us": med_thread("kit", EXPORT_THREAD),
+        "otlp_export_thread_us": med_thread("otlp", EXPORT_THREAD),
+    }
+
+
+# The thread that posts spans to the collector (`export::batch`), for either exporter.
+EXPORT_THREAD = "telemed-spans"
+
+
+def side(results: dict, name: str) -> dict:
+    """The figures of server `name`, run in the same rounds as bare axum, as `{name}_...` keys."""
+    rounds = results["load"]["rounds"]
+    med = lambda key: statistics.median(r[key] for r in rounds[name])
+    bare = lambda key: statistics.median(r[key] for r in rounds["bare"])
+    requests = sum(r["requests"] for r in rounds[name])
+    return {
+        f"{name}_rps": med("rps"), f"{name}_p99_ms": med("p99_ms"), f"{name}_p50_ms": med("p50_ms"),
+        f"{name}_cpu_us": med("cpu_us_per_request"),
+        f"{name}_rps_ratio": med("rps") / bare("rps"),
+        f"{name}_p99_ratio": med("p99_ms") / bare("p99_ms"),
+        f"{name}_rps_ratio_pairwise": statistics.median(
+            p["rps"] / b["rps"] for b, p in zip(rounds["bare"], rounds[name])),
+        f"{name}_p99_ratio_pairwise": statistics.median(
+            p["p99_ms"] / b["p99_ms"] for b, p in zip(rounds["bare"], rounds[name])),
+        f"{name}_spans_per_request": sum(r["spans_exported"] for r in rounds[name]) / requests,
+        f"{name}_log_lines_per_request": sum(r["log_lines"] for r in rounds[name]) / requests,
+        f"{name}_startup_ms": statistics.median(results["startup"][name]["ms"]),
+        f"{name}_idle_rss_mib": statistics.median(results["startup"][name]["rss_kib"]) / 1024,
+        f"{name}_peak_rss_mib": results["load"]["peak_rss_kib"][name] / 1024,
     }
 
 
 def targets_met(s: dict, prefix: str) -> bool:
-    """The four targets, for the reference service (`prefix` "") or the parts composed by hand ("parts_")."""
+    """The four targets, for the reference service (`prefix` "") or another server of the rounds ("parts_",
+    "otlp_")."""
     return (s[f"{prefix}rps_ratio"] >= TARGETS["rps_ratio"] and s[f"{prefix}p99_ratio"] <= TARGETS["p99_ratio"]
             and s[f"{prefix}startup_ms"] <= TARGETS["startup_ms"]
             and s[f"{prefix}idle_rss_mib"] <= TARGETS["idle_rss_mib"])
@@ -414,6 +443,31 @@ def markdown(results: dict) -> str:
         "",
         f"The parts wrote {s['parts_log_lines_per_request']:.3f} log lines and exported "
         f"{s['parts_spans_per_request']:.3f} spans per request.",
+        "",
+        "The full stack exporting OTLP (HTTP/protobuf, `opentelemetry-otlp`) instead of Zipkin, to the same sink, in "
+        "the same rounds (medians):",
+        "",
+        "| Figure | bare axum | kit, Zipkin | kit, OTLP | OTLP / bare | Target | |",
+        "|---|---:|---:|---:|---:|---|---|",
+        f"| Throughput (req/s) | {s['bare_rps']:,.0f} | {s['kit_rps']:,.0f} | {s['otlp_rps']:,.0f} | "
+        f"{s['otlp_rps_ratio']:.3f} (pairwise {s['otlp_rps_ratio_pairwise']:.3f}) | >= 0.5 | "
+        f"{met(s['otlp_rps_ratio'] >= TARGETS['rps_ratio'])} |",
+        f"| p99 latency (ms) | {s['bare_p99_ms']:.2f} | {s['kit_p99_ms']:.2f} | {s['otlp_p99_ms']:.2f} | "
+        f"{s['otlp_p99_ratio']:.3f} (pairwise {s['otlp_p99_ratio_pairwise']:.3f}) | <= 2 | "
+        f"{met(s['otlp_p99_ratio'] <= TARGETS['p99_ratio'])} |",
+        f"| Server CPU per request (µs) | {s['bare_cpu_us']:.1f} | {s['kit_cpu_us']:.1f} | {s['otlp_cpu_us']:.1f} | "
+        f"{s['otlp_cpu_us'] / s['bare_cpu_us']:.2f} | | |",
+        f"| Export thread CPU per request (µs) | | {s['export_thread_us']:.2f} | {s['otlp_export_thread_us']:.2f} "
+        "| | | |",
+        f"| Startup, exec to first 200 (ms) | {s['bare_startup_ms']:.1f} | {s['startup_ms']:.1f} | "
+        f"{s['otlp_startup_ms']:.1f} | | <= 20 ms | {met(s['otlp_startup_ms'] <= TARGETS['startup_ms'])} |",
+        f"| Idle RSS (MiB) | {s['bare_idle_rss_mib']:.1f} | {s['idle_rss_mib']:.1f} | {s['otlp_idle_rss_mib']:.1f} "
+        f"| | <= 10 MiB | {met(s['otlp_idle_rss_mib'] <= TARGETS['idle_rss_mib'])} |",
+        f"| Peak RSS under load (MiB) | {s['bare_peak_rss_mib']:.1f} | {s['peak_rss_mib']:.1f} | "
+        f"{s['otlp_peak_rss_mib']:.1f} | | | |",
+        "",
+        f"With OTLP the kit wrote {s['otlp_log_lines_per_request']:.3f} log lines and exported "
+        f"{s['otlp_spans_per_request']:.3f} spans per request.",
         "",
         "Metrics, recorded on the request path, on and off side by side (same rounds, medians):",
         "",
@@ -527,6 +581,8 @@ def main() -> None:
                 "bare": startup(args.bare, lambda port: {"PORT": str(port)}, "/", args.startup_runs, args.idle),
                 "parts": startup(args.parts, lambda port: parts_env(port, sink_port), "/livez", args.startup_runs,
                                  args.idle),
+                "otlp": startup(args.kit, lambda port: otlp_env(port, sink_port), "/livez", args.startup_runs,
+                                args.idle),
             }
         finally:
             sink.terminate()
@@ -538,7 +594,7 @@ def main() -> None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     if args.markdown:
         args.markdown.write_text(report)
-    ok = targets_met(results["summary"], "") and targets_met(results["summary"], "parts_")
+    ok = all(targets_met(results["summary"], prefix) for prefix in ("", "parts_", "otlp_"))
     verdict = "all targets met" if ok else "some targets missed (see the tables)"
     print(f"{verdict}, but the machine was busy: run again" if busy(results) else verdict)
 
