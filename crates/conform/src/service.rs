@@ -196,7 +196,7 @@ impl Client {
                 "no answer within {}",
                 humantime::format_duration(timeout)
             )),
-            Err(error) => Err(error_chain(&error)),
+            Err(error) => Err(root_cause(&error)),
         }
     }
 
@@ -216,15 +216,13 @@ fn url(port: u16, path: &str) -> String {
     format!("http://127.0.0.1:{port}{path}")
 }
 
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
+/// The innermost cause of an error: what went wrong on the wire, without the client's layers around it.
+fn root_cause(error: &dyn std::error::Error) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
     }
-    text
+    cause.to_string()
 }
 
 fn answer_text(answer: &Answer) -> String {
@@ -267,7 +265,7 @@ async fn start_ready(
     Err((
         Some(service),
         format!(
-            "readiness {} answered {} for {}, never 200; the rule wants 200 once the service is up{words}",
+            "readiness {} got {} for {}, never 200; the rule wants 200 once the service is up{words}",
             cli.readiness_path,
             answer_text(&last),
             humantime::format_duration(cli.startup_timeout)
@@ -343,7 +341,7 @@ async fn main_run(
             Ok(format!("{} answered 200", cli.liveness_path))
         } else {
             Err(format!(
-                "liveness {} answered {} while readiness was 200; the rule wants 200 from a healthy process",
+                "liveness {} got {} while readiness was 200; the rule wants 200 from a healthy process",
                 cli.liveness_path,
                 answer_text(&liveness)
             ))
@@ -448,7 +446,7 @@ async fn bad_request(
         ))
     } else {
         Err(format!(
-            "POST {path} with a broken JSON body answered {} but no line with \"type\":\"alert\" followed within \
+            "POST {path} with a broken JSON body got {} but no line with \"type\":\"alert\" followed within \
              {} s; the rule wants errors and bad input found in the log",
             answer_text(&answer),
             LOG_WAIT.as_secs()
@@ -495,7 +493,7 @@ async fn propagation(
                 inbound.trace_id
             )),
             None => Err(format!(
-                "GET {trigger} answered {} and made no call to the upstream given in {}",
+                "GET {trigger} got {} and made no call to the upstream given in {}",
                 answer_text(&answer),
                 cli.upstream_env.as_deref().unwrap_or_default()
             )),
@@ -595,7 +593,7 @@ async fn shutdown(
             if at > limit {
                 seen.dedup();
                 return Err(format!(
-                    "readiness {} answered {} in the first second after SIGTERM, never 503; the rule wants 503 \
+                    "readiness {} got {} in the first second after SIGTERM, never 503; the rule wants 503 \
                      within 1 s",
                     cli.readiness_path,
                     seen.join(", ")
@@ -657,7 +655,7 @@ async fn shutdown(
         match (not_alive, refused) {
             (None, None) => Ok(format!("liveness 200 throughout the {min_delay} after SIGTERM")),
             (Some((at, what)), _) | (None, Some((at, what))) => Err(format!(
-                "liveness {} answered {what} {} ms after SIGTERM; the rule wants liveness 200 while the process \
+                "liveness {} got {what} {} ms after SIGTERM; the rule wants liveness 200 while the process \
                  shuts down, or the platform restarts it mid-drain",
                 cli.liveness_path,
                 at.as_millis()
