@@ -17,6 +17,10 @@ cargo build --release --locked -p reference-service
 target_dir=$(cargo_target_dir)
 export REFERENCE_SERVICE_RELEASE_BIN="$target_dir/release/reference-service"
 
+step "build telemed-conform"
+cargo build --locked -p telemed-conform
+export TELEMED_CONFORM_BIN="$target_dir/debug/telemed-conform"
+
 step "image tests"
 # A network namespace of its own (loopback only): the container joins it (`--network host` inside the tests),
 # so the service listens on its real port 8080 without meeting anything else on the machine.

@@ -34,6 +34,7 @@ pub fn launch(cli: &Cli, image: &str, port: u16, extra_env: &[(String, String)])
         "--network",
         "host",
         "--read-only",
+        "--read-only-tmpfs=false",
         "--tmpfs",
         "/tmp:rw,size=64m,mode=1777",
         "--cap-drop",

@@ -1,0 +1,64 @@
+"""telemed-conform --image on the image built here: every check passes on it, and an image whose user is root
+fails the user check alone. scripts/test-image.sh builds the checker and passes its path in TELEMED_CONFORM_BIN;
+the sandbox's podman extras reach the checker through TELEMED_CONFORM_PODMAN_ARGS."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+
+import pytest
+
+from image_support import podman
+
+SERVICE_CHECKS = {
+    "probes.liveness-up", "probes.readiness-up", "logs.model", "logs.no-secrets", "logs.bad-request-alert",
+    "propagation.b3-multi", "propagation.b3-single", "propagation.forwarded-headers", "propagation.user-agent",
+    "propagation.log-id", "shutdown.readiness-503", "shutdown.liveness-200", "shutdown.serves-new-connections",
+    "shutdown.exit-0", "shutdown.second-sigterm", "shutdown.stuck-request",
+}
+IMAGE_CHECKS = {"image.user", "image.read-only", "image.capabilities", "image.pid1", "image.no-shell"}
+
+
+def conform_image(image: str) -> tuple[int, dict]:
+    checker = os.environ.get("TELEMED_CONFORM_BIN", "")
+    if not os.path.isfile(checker):
+        pytest.fail("TELEMED_CONFORM_BIN is not set to the built checker: run scripts/test-image.sh")
+    env = dict(os.environ, TELEMED_CONFORM_PODMAN_ARGS=os.environ.get("TEST_PODMAN_ULIMITS", ""))
+    result = subprocess.run(
+        [checker, "--format", "json", "--image", image, "--upstream-env", "KVSTORE_URL",
+         "--trigger", "/settings/theme", "--env", "CACHE_DISABLED=true",
+         "--header", "Authorization: Bearer conform-caller-token"],
+        capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode in (0, 1), result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def describe(report: dict) -> str:
+    return "\n".join(f"{c['status']} {c['id']}: {c['detail']}" for c in report["checks"] if c["status"] != "skip")
+
+
+def test_the_image_passes_every_check(image):
+    code, report = conform_image(image)
+    passed = {check["id"] for check in report["checks"] if check["status"] == "pass"}
+    assert passed >= SERVICE_CHECKS | IMAGE_CHECKS, describe(report)
+    assert code == 0, describe(report)
+    no_shell = next(c for c in report["checks"] if c["id"] == "image.no-shell")
+    assert not no_shell["detail"].startswith("warning"), no_shell
+
+
+def test_an_image_running_as_root_fails_the_user_check(image, tmp_path):
+    root_image = f"localhost/telemed-kit-test/root-user:{uuid.uuid4().hex[:8]}"
+    (tmp_path / "Containerfile").write_text(f"FROM {image}\nUSER 0:0\n")
+    podman("build", "--pull=never", "--layers=false", "-t", root_image, str(tmp_path))
+    try:
+        code, report = conform_image(root_image)
+    finally:
+        podman("rmi", "--force", root_image, check=False)
+    failed = {c["id"] for c in report["checks"] if c["status"] == "fail"}
+    assert failed == {"image.user"}, describe(report)
+    user = next(c for c in report["checks"] if c["id"] == "image.user")
+    assert user["rule"] == "R5" and "root" in user["detail"]
+    assert code == 1
