@@ -353,6 +353,17 @@ mod tests {
     }
 
     #[test]
+    fn the_conformance_page_documents_every_check_with_its_rule() {
+        let page = include_str!("../../../docs/conformance.md");
+        for (id, rule, _) in CATALOG {
+            assert!(
+                page.contains(&format!("| `{id}` | {rule} |")),
+                "docs/conformance.md has no row for {id} ({rule})"
+            );
+        }
+    }
+
+    #[test]
     fn json_has_the_documented_shape_and_counts() {
         let mut report = Report::new(|_| "not given");
         report.set("probes.liveness-up", Status::Pass, "200");
