@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import xml.etree.ElementTree as ElementTree
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -213,6 +214,20 @@ def test_the_kit_chart_passes_and_a_chart_without_the_rules_fails_each_check(tmp
     report = conform("--chart", str(ROOT / "chart"), "--values", str(values), *python)
     assert_all_pass(report, CHART_CHECKS)
     assert by_status(report, "skip") == PROCESS_CHECKS | IMAGE_CHECKS
+    # The kit's chart refuses values that break most rules (its schema); these it takes, one rule each.
+    for fault, broken, expected in [
+        ("pdb", "podDisruptionBudget:\n  enabled: false\n", {"chart.pdb"}),
+        ("spread", "topologySpread:\n  - topologyKey: kubernetes.io/hostname\n    maxSkew: 1\n"
+                   "    whenUnsatisfiable: ScheduleAnyway\n", {"chart.zone-spread"}),
+        ("probes", "probes:\n  livenessPath: /health\n", {"chart.probes"}),
+    ]:
+        (tmp_path / f"{fault}.yaml").write_text(broken)
+        report = conform("--chart", str(ROOT / "chart"), "--values", str(values),
+                         "--values", str(tmp_path / f"{fault}.yaml"), *python)
+        try:
+            assert_caught(report, expected)
+        except AssertionError as error:
+            raise AssertionError(f"chart values {fault}: {error}") from None
     report = conform("--chart", str(HERE / "bare-chart"), *python)
     assert_caught(report, CHART_CHECKS - {"chart.render"})
     # The kit's chart refuses to render without the store's URL (its values schema): the render fails and
@@ -221,6 +236,24 @@ def test_the_kit_chart_passes_and_a_chart_without_the_rules_fails_each_check(tmp
     assert_caught(rejected, CHART_CHECKS)
     render = next(c for c in rejected["checks"] if c["id"] == "chart.render")
     assert "KVSTORE_URL" in render["detail"], render
+
+
+def test_text_and_junit_reports(tmp_path):
+    bare = ["--chart", str(HERE / "bare-chart"), "--python", os.environ.get("CHART_PYTHON", sys.executable)]
+    text = subprocess.run([binary("TELEMED_CONFORM_BIN"), *bare], capture_output=True, text=True, timeout=60)
+    assert text.returncode == 1
+    lines = text.stdout.splitlines()
+    assert any(line.startswith("FAIL R9   chart.pdb ") for line in lines), text.stdout
+    skipped = len(PROCESS_CHECKS | IMAGE_CHECKS)
+    assert lines[-1] == f"1 passed, 8 failed, {skipped} skipped", lines[-1]
+    junit = subprocess.run([binary("TELEMED_CONFORM_BIN"), "--format", "junit", *bare], capture_output=True,
+                           text=True, timeout=60)
+    suite = ElementTree.fromstring(junit.stdout).find("testsuite")
+    assert suite is not None and suite.get("failures") == "8", junit.stdout
+    failed = {case.get("name") for case in suite.iter("testcase") if case.find("failure") is not None}
+    assert failed == CHART_CHECKS - {"chart.render"}
+    pdb = next(case for case in suite.iter("testcase") if case.get("name") == "chart.pdb")
+    assert pdb.get("classname") == "R9" and "PodDisruptionBudget" in pdb.find("failure").get("message")
 
 
 def test_usage_errors_exit_2_with_one_line():
