@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Image tests: hadolint and checkov on the Dockerfile, then the Dockerfile's own runtime stage built with podman
 # around the release binary built here, and run the way the platform runs it (read-only root filesystem, tmpfs
-# /tmp, the image's user, the binary as PID 1, SIGTERM with a 10 s grace period and a request in flight).
+# /tmp, the image's user, the binary as PID 1, SIGTERM with a 10 s grace period and a request in flight), and
+# checked by telemed-conform --image (tests/image/test_conform_image.py).
 # Installs what it needs (cached), and ends with pytest's summary line.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
