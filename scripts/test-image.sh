@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$ROOT"
 
 step "tools"
-ensure_apt podman iproute2 util-linux
+ensure_apt podman iproute2 util-linux busybox-static
 ensure_venv scripts/requirements-chart.txt
 VENV="$ROOT/.venv/checkov" ensure_venv scripts/requirements-checkov.txt
 

@@ -1,11 +1,13 @@
-"""telemed-conform --image on the image built here: every check passes on it, and an image whose user is root
-fails the user check alone. scripts/test-image.sh builds the checker and passes its path in TELEMED_CONFORM_BIN;
+"""telemed-conform --image on the image built here: every check passes on it; an image whose user is root fails
+the user check alone; one that starts the service from a shell (busybox as /bin/sh, PID 1) fails the PID 1 check
+and every shutdown check that needs SIGTERM to reach the service. scripts/test-image.sh builds the checker and passes its path in TELEMED_CONFORM_BIN;
 the sandbox's podman extras reach the checker through TELEMED_CONFORM_PODMAN_ARGS."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import uuid
 
@@ -22,7 +24,7 @@ SERVICE_CHECKS = {
 IMAGE_CHECKS = {"image.user", "image.read-only", "image.capabilities", "image.pid1", "image.no-shell"}
 
 
-def conform_image(image: str) -> tuple[int, dict]:
+def conform_image(image: str, *extra: str) -> tuple[int, dict]:
     checker = os.environ.get("TELEMED_CONFORM_BIN", "")
     if not os.path.isfile(checker):
         pytest.fail("TELEMED_CONFORM_BIN is not set to the built checker: run scripts/test-image.sh")
@@ -30,7 +32,7 @@ def conform_image(image: str) -> tuple[int, dict]:
     result = subprocess.run(
         [checker, "--format", "json", "--image", image, "--upstream-env", "KVSTORE_URL",
          "--trigger", "/settings/theme", "--env", "CACHE_DISABLED=true",
-         "--header", "Authorization: Bearer conform-caller-token"],
+         "--header", "Authorization: Bearer conform-caller-token", *extra],
         capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode in (0, 1), result.stderr
     return result.returncode, json.loads(result.stdout)
@@ -61,4 +63,28 @@ def test_an_image_running_as_root_fails_the_user_check(image, tmp_path):
     assert failed == {"image.user"}, describe(report)
     user = next(c for c in report["checks"] if c["id"] == "image.user")
     assert user["rule"] == "R5" and "root" in user["detail"]
+    assert code == 1
+
+
+def test_an_image_that_starts_the_service_from_a_shell_fails_pid1_and_the_shutdown(image, tmp_path):
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.fail("busybox is missing: scripts/test-image.sh installs busybox-static")
+    shutil.copy(busybox, tmp_path / "busybox")
+    shell_image = f"localhost/telemed-kit-test/shell-pid1:{uuid.uuid4().hex[:8]}"
+    # `; exit $?` keeps the shell from exec-ing the service: it stays PID 1, where SIGTERM stops.
+    (tmp_path / "Containerfile").write_text(
+        f"FROM {image}\nCOPY busybox /bin/sh\n"
+        'ENTRYPOINT ["/bin/sh", "-c", "/usr/local/bin/service; exit $?"]\n')
+    podman("build", "--pull=never", "--layers=false", "-t", shell_image, str(tmp_path))
+    try:
+        code, report = conform_image(shell_image, "--grace-period", "3s")
+    finally:
+        podman("rmi", "--force", shell_image, check=False)
+    failed = {c["id"] for c in report["checks"] if c["status"] == "fail"}
+    assert failed == {"image.pid1", "shutdown.readiness-503", "shutdown.exit-0", "shutdown.second-sigterm",
+                      "shutdown.stuck-request"}, describe(report)
+    details = {c["id"]: c["detail"] for c in report["checks"]}
+    assert "shell" in details["image.pid1"], details["image.pid1"]
+    assert details["image.no-shell"].startswith("warning: "), details["image.no-shell"]
     assert code == 1
