@@ -8,7 +8,8 @@ use telemed_kit::telemetry::log::{EventType, Severity};
 
 use crate::process::{Line, Stream, clip};
 
-/// A synthetic CPR number (a valid date, never issued: the 4000-range sequence of 1948 is not used).
+/// A synthetic CPR number: a valid date with a made-up sequence number, so that a redactor that looks for the
+/// shape of a CPR number masks it.
 pub const CPR_PLAIN: &str = "2512484417";
 /// The same number in its dashed form.
 pub const CPR_DASHED: &str = "251248-4417";
@@ -33,7 +34,7 @@ pub fn secrets() -> Vec<(&'static str, &'static str)> {
         ("Basic credential", BASIC),
         ("Basic password", "conform-basic-secret-7c1e"),
     ];
-    secrets.extend(SECRET_PARAMS.iter().map(|&(name, value)| (name, value)));
+    secrets.extend(SECRET_PARAMS);
     secrets
 }
 
