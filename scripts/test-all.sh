@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project: formatting, lints (Rust and shell), unit and integration tests (real processes,
 # real signals), API docs, the examples (also copied out of the workspace), telemetry end to end, rolling restarts,
-# the template, the chart and image checks, and bounded fuzzing. Installs what it needs (idempotent, cached).
+# the template, the chart and image checks, telemed-conform against real services, and bounded fuzzing. Installs
+# what it needs (idempotent, cached).
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 cd "$ROOT"
@@ -52,6 +53,9 @@ bash scripts/test-metrics.sh
 
 step "container image"
 bash scripts/test-image.sh
+
+step "conformance"
+bash scripts/test-conform.sh
 
 step "fuzzing"
 bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}"

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Image tests: hadolint and checkov on the Dockerfile, then the Dockerfile's own runtime stage built with podman
 # around the release binary built here, and run the way the platform runs it (read-only root filesystem, tmpfs
-# /tmp, the image's user, the binary as PID 1, SIGTERM with a 10 s grace period and a request in flight).
+# /tmp, the image's user, the binary as PID 1, SIGTERM with a 10 s grace period and a request in flight), and
+# checked by telemed-conform --image (tests/image/test_conform_image.py).
 # Installs what it needs (cached), and ends with pytest's summary line.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 cd "$ROOT"
 
 step "tools"
-ensure_apt podman iproute2 util-linux
+ensure_apt podman iproute2 util-linux busybox-static
 ensure_venv scripts/requirements-chart.txt
 VENV="$ROOT/.venv/checkov" ensure_venv scripts/requirements-checkov.txt
 
@@ -16,6 +17,10 @@ step "build reference-service (release)"
 cargo build --release --locked -p reference-service
 target_dir=$(cargo_target_dir)
 export REFERENCE_SERVICE_RELEASE_BIN="$target_dir/release/reference-service"
+
+step "build telemed-conform"
+cargo build --locked -p telemed-conform
+export TELEMED_CONFORM_BIN="$target_dir/debug/telemed-conform"
 
 step "image tests"
 # A network namespace of its own (loopback only): the container joins it (`--network host` inside the tests),

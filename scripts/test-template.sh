@@ -2,7 +2,8 @@
 # The cargo-generate template (template/), tested the way a team uses it: generate services non-interactively, then
 # prove each passes its own checks on the first try (rustfmt, clippy -D warnings, its tests against the real binary,
 # its scripts linted by shellcheck), that nothing shared with the kit's Dockerfile and chart has drifted, and that the
-# generated chart renders and lints with the real Helm engine (tests/template).
+# generated chart renders and lints with the real Helm engine (tests/template), and that each passes the
+# telemed-conform run of its CI example.
 #
 # Variants: demo-svc (key-value store and chart, port 8080), lean-svc (neither, port 9000) are built and tested;
 # chart-svc (chart without the store, port 8081) is rendered; git-svc (kit from its git repository) is only
@@ -57,5 +58,19 @@ for name in demo-svc lean-svc; do
   (cd "$work/$name" && bash scripts/test.sh)
 done
 
+step "generated services: the CI example's conformance job (telemed-conform)"
+cargo build --locked -p telemed-conform
+for name in demo-svc lean-svc; do
+  # The job's own command line, with the checker built here and the binary in the shared target directory.
+  command=$("$VENV/bin/python" -c '
+import sys, yaml
+steps = yaml.safe_load(open(sys.argv[1]))["jobs"]["conformance"]["steps"]
+print(next(step["run"] for step in steps if step.get("run", "").startswith("telemed-conform ")))
+' "$work/$name/.github/workflows/ci.yml")
+  command=${command//target\/debug\//$CARGO_TARGET_DIR/debug/}
+  echo "$name: $command"
+  (cd "$work/$name" && export PATH="$CARGO_TARGET_DIR/debug:$PATH" && eval "$command")
+done
+
 echo
-echo "template: every variant generated, built, tested and rendered"
+echo "template: every variant generated, built, tested, rendered and checked by telemed-conform"

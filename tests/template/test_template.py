@@ -247,3 +247,7 @@ def test_ci_example_runs_the_services_own_checks_then_builds_the_image(generated
     image = workflow["jobs"]["image"]
     assert image["needs"] == "test"
     assert any("docker build" in step.get("run", "") for step in image["steps"])
+    # scripts/test-template.sh runs this job's checker command on the generated service.
+    conformance = [step.get("run", "") for step in workflow["jobs"]["conformance"]["steps"]]
+    assert any(run.startswith("telemed-conform ") and run.endswith(f"-- target/debug/{variant}")
+               for run in conformance), conformance

@@ -85,6 +85,8 @@ mod pages {
     struct CachePage;
     #[doc = include_str!("../../../docs/configuration.md")]
     struct ConfigurationPage;
+    #[doc = include_str!("../../../docs/conformance.md")]
+    struct ConformancePage;
     #[doc = include_str!("../../../docs/deploy-ehealth.md")]
     struct DeployEhealthPage;
     #[doc = include_str!("../../../docs/getting-started.md")]
