@@ -35,6 +35,9 @@ CACHE_DISABLED=true cargo test -p reference-service --all-features --locked
 step "API docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked -q
 
+step "access tokens signed by an independent implementation (PyJWT)"
+bash scripts/test-auth-peers.sh
+
 step "telemetry end to end"
 bash scripts/test-telemetry.sh
 
