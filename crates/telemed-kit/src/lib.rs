@@ -82,6 +82,8 @@ mod pages {
     struct Readme;
     #[doc = include_str!("../../../docs/adopting.md")]
     struct AdoptingPage;
+    #[doc = include_str!("../../../docs/auth.md")]
+    struct AuthPage;
     #[doc = include_str!("../../../docs/architecture.md")]
     struct ArchitecturePage;
     #[doc = include_str!("../../../docs/bad-input.md")]
