@@ -25,6 +25,7 @@ use telemed_kit::auth::{
 };
 use telemed_kit::cache::CacheSettings;
 use telemed_kit::config::{Env, ServiceIdentity};
+use telemed_kit::health::{HealthBuilder, HealthSettings};
 use telemed_kit::http::{Client, ClientSettings};
 use telemed_kit::telemetry::Telemetry;
 use telemed_kit::telemetry::trace::b3::B3Inject;
@@ -166,6 +167,39 @@ async fn body(response: Response) -> String {
         .await
         .unwrap();
     String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// Log lines written by the test's subscriber.
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Logs {
+    fn lines(&self) -> Vec<String> {
+        let bytes = self.0.lock().unwrap().clone();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
 }
 
 fn now() -> u64 {
@@ -368,9 +402,40 @@ async fn hostile_tokens_get_401_and_say_nothing() {
         ("not a JWT", "a.b".to_owned(), AuthError::Malformed),
         ("garbage", "!!!.???.###".to_owned(), AuthError::Malformed),
     ];
+    let logs = Logs::default();
+    let _subscriber = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(logs.clone())
+            .finish(),
+    );
     for (name, token, expected) in cases {
         assert_eq!(auth.verify(&token).await.unwrap_err(), expected, "{name}");
+        let before = logs.lines().len();
         let (status, response) = call(&app, "/whoami", Some(&token)).await;
+        // One clear line naming the reason, and nothing of the token in any line.
+        let lines = logs.lines();
+        let refused: Vec<_> = lines[before..]
+            .iter()
+            .filter(|line| line.contains("auth: request refused"))
+            .collect();
+        assert_eq!(refused.len(), 1, "{name}: {lines:?}");
+        assert!(
+            refused[0].contains(&expected.to_string()),
+            "{name}: {refused:?}"
+        );
+        let signature = token.rsplit('.').next().unwrap_or_default();
+        for fragment in [
+            &token[..token.len().min(24)],
+            &signature[..signature.len().min(24)],
+        ] {
+            if fragment.len() >= 8 {
+                assert!(
+                    lines.iter().all(|line| !line.contains(fragment)),
+                    "{name}: the token was logged"
+                );
+            }
+        }
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{name}");
         assert_eq!(
             response.headers()[header::WWW_AUTHENTICATE],
@@ -529,8 +594,12 @@ async fn an_issuer_down_at_startup_gives_503_until_its_keys_load() {
     issuer.set(DOWN);
     let auth = issuer.auth();
     let app = app(&auth);
-    let check = auth.readiness_check();
-    let _ = check;
+    let mut health = HealthBuilder::default();
+    health.readiness_check(auth.readiness_check());
+    let env = Env::from_pairs([("READINESS_CHECK_INTERVAL", "100ms")]);
+    let health = health.build(HealthSettings::from_env(&env).unwrap());
+    let _checks = health.spawn();
+    let probes = health.routes();
     let token = issuer.token("practitioner");
     let (status, response) = call(&app, "/whoami", Some(&token)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
@@ -552,7 +621,20 @@ async fn an_issuer_down_at_startup_gives_503_until_its_keys_load() {
         }
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(Instant::now() < deadline, "the keys never loaded");
+        assert_eq!(
+            call(&probes, "/readyz", None).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(auth.keys_loaded());
+    // The readiness check follows: ready once the keys are loaded (its next run sees them).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while call(&probes, "/readyz", None).await.0 != StatusCode::OK {
+        assert!(
+            Instant::now() < deadline,
+            "readiness never followed the keys"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
