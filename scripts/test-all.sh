@@ -36,6 +36,12 @@ CACHE_DISABLED=true cargo test -p reference-service --all-features --locked
 step "API docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked -q
 
+step "access tokens signed by an independent implementation (PyJWT)"
+bash scripts/test-auth-peers.sh
+
+step "scripts/run-local.sh: the README's token and settings examples, SIGTERM and SIGINT reach every process"
+bash scripts/test-run-local.sh
+
 step "telemetry end to end"
 bash scripts/test-telemetry.sh
 

@@ -34,6 +34,9 @@
 //!      request id, server span, access log, and the request [`metrics`];
 //!   3. a panic becomes a 500, and every plain-text error becomes [`http::Problem`] JSON;
 //!   4. the router: your routes, [`health`]'s `/healthz`, `/readyz`, `/livez`, and `/metrics`.
+//! - [`auth`]: routes that opt in get the caller's verified access token as a typed [`auth::Caller`], and
+//!   can require a privilege (401 and 403 problem+json otherwise); the issuer's keys come through
+//!   [`http::Client`].
 //! - Your routes call other services through [`http::Client`] (trace context, request id, audit header and
 //!   `User-Agent` forwarded), read through a [`cache::Cache`], and keep state in the eHealth [`kvstore`].
 //! - [`shutdown::Runner`] runs the server through the platform's shutdown sequence and gives the exit code.
@@ -42,7 +45,8 @@
 //!
 //! No part imports one above it: `config` and `redact` at the bottom; `cache` and `health` on them; `metrics`
 //! on `cache`; `shutdown` on `health` and `metrics`; `telemetry` on `metrics` and `shutdown`; `http` on
-//! `telemetry` and `shutdown`; `kvstore` on `http`; `Service` on all.
+//! `telemetry` and `shutdown`; `kvstore` and `auth` on `http` (and `auth` on `cache` and `health`); `Service` on
+//! all.
 //!
 //! # Re-exports
 //!
@@ -55,6 +59,7 @@
 #![warn(missing_docs)]
 #![deny(unreachable_pub)]
 
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod health;
@@ -77,6 +82,8 @@ mod pages {
     struct Readme;
     #[doc = include_str!("../../../docs/adopting.md")]
     struct AdoptingPage;
+    #[doc = include_str!("../../../docs/auth.md")]
+    struct AuthPage;
     #[doc = include_str!("../../../docs/architecture.md")]
     struct ArchitecturePage;
     #[doc = include_str!("../../../docs/bad-input.md")]

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use telemed_kit::ConfigError;
 use telemed_kit::ServiceSettings;
+use telemed_kit::auth::AuthSettings;
 use telemed_kit::cache::CacheSettings;
 use telemed_kit::config::Env;
 use telemed_kit::kvstore::KvStoreSettings;
@@ -92,8 +93,9 @@ fn documented_build_variables() -> BTreeSet<String> {
         .collect()
 }
 
-/// The one valid value the readers need that has no default.
+/// The valid values the readers need that have no default.
 const KVSTORE_URL: (&str, &str) = ("KVSTORE_URL", "https://kvstore.example");
+const AUTH_ISSUER: (&str, &str) = ("AUTH_ISSUER", "https://saml.example/auth/realms/ehealth");
 
 /// Runs every reader of the kit's configuration over `env`, as a service that uses every part of the kit does at
 /// startup; returns everything read, as text, or the first error.
@@ -101,7 +103,8 @@ fn read_all(env: &Env) -> Result<String, ConfigError> {
     let settings = ServiceSettings::from_env(env, telemed_kit::service_info!())?;
     let kvstore = KvStoreSettings::from_env(env, &settings.service)?;
     let cache = CacheSettings::from_env(env)?;
-    Ok(format!("{settings:?} {kvstore:?} {cache:?}"))
+    let auth = AuthSettings::from_env(env)?;
+    Ok(format!("{settings:?} {kvstore:?} {cache:?} {auth:?}"))
 }
 
 fn read_pairs(pairs: &[(&str, &str)]) -> Result<String, ConfigError> {
@@ -110,7 +113,7 @@ fn read_pairs(pairs: &[(&str, &str)]) -> Result<String, ConfigError> {
 
 #[test]
 fn configuration_page_lists_exactly_the_variables_the_kit_reads() {
-    let env = Env::from_pairs([KVSTORE_URL]);
+    let env = Env::from_pairs([KVSTORE_URL, AUTH_ISSUER]);
     read_all(&env).unwrap();
     let read: BTreeSet<String> = env.names_read().into_iter().collect();
     let documented: BTreeSet<String> = documented_variables().into_iter().map(|v| v.name).collect();
@@ -204,13 +207,13 @@ fn every_variable_named_in_the_kit_source_is_documented() {
 
 #[test]
 fn documented_defaults_are_the_real_defaults() {
-    let unset = read_pairs(&[KVSTORE_URL]).unwrap();
+    let unset = read_pairs(&[KVSTORE_URL, AUTH_ISSUER]).unwrap();
     let mut checked = 0;
     for variable in documented_variables() {
         let Some(default) = &variable.default else {
             continue;
         };
-        let set = read_pairs(&[KVSTORE_URL, (&variable.name, default)])
+        let set = read_pairs(&[KVSTORE_URL, AUTH_ISSUER, (&variable.name, default)])
             .unwrap_or_else(|error| panic!("{}={default:?} is rejected: {error}", variable.name));
         assert_eq!(
             set, unset,
@@ -227,7 +230,7 @@ fn documented_errors_are_the_errors_the_kit_reports() {
     for variable in documented_variables() {
         let name = variable.name.as_str();
         // Every other variable valid: unset, or the one required value.
-        let mut pairs: Vec<(&str, &str)> = vec![KVSTORE_URL];
+        let mut pairs: Vec<(&str, &str)> = vec![KVSTORE_URL, AUTH_ISSUER];
         pairs.retain(|(other, _)| *other != name);
         if !variable
             .error
