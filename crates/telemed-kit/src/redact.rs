@@ -72,8 +72,8 @@ const SENSITIVE_HEADERS: [&str; 5] = [
     "x-api-key",
 ];
 
-/// Returns `text` with CPR numbers, credentials after `Bearer`/`Basic` and secret query parameter values
-/// masked as `xxxxxxxxxx`; borrowed when there is nothing to mask.
+/// Returns `text` with CPR numbers, credentials after `Bearer`/`Basic`, secret query parameter values and the
+/// `user:password` of a URL masked as `xxxxxxxxxx`; borrowed when there is nothing to mask.
 pub fn redact(text: &str) -> Cow<'_, str> {
     // One branch-free pass finds which masks could apply; most log text triggers one of them at most.
     let triggers = text
@@ -84,6 +84,7 @@ pub fn redact(text: &str) -> Cow<'_, str> {
         (DIGIT, mask_cpr as fn(&str) -> Cow<'_, str>),
         (LETTER_B, mask_schemes),
         (EQUALS, mask_parameters),
+        (AT, mask_userinfo),
     ] {
         if triggers & trigger == 0 {
             continue;
@@ -100,6 +101,7 @@ pub fn redact(text: &str) -> Cow<'_, str> {
 const DIGIT: u8 = 1;
 const LETTER_B: u8 = 2;
 const EQUALS: u8 = 4;
+const AT: u8 = 8;
 
 /// For each byte, the masks it could start: a CPR number needs digits, a scheme `b`, a parameter `=`.
 static TRIGGERS: [u8; 256] = {
@@ -112,6 +114,7 @@ static TRIGGERS: [u8; 256] = {
     table[b'b' as usize] = LETTER_B;
     table[b'B' as usize] = LETTER_B;
     table[b'=' as usize] = EQUALS;
+    table[b'@' as usize] = AT;
     table
 };
 
@@ -224,6 +227,26 @@ impl<'a> Masker<'a> {
             }
         }
     }
+}
+
+/// Masks the userinfo of every URL (`https://user:password@host/`): what stands between `://` and the last `@`
+/// of the authority, which ends at `/`, `?`, `#`, a space or a quote.
+fn mask_userinfo(text: &str) -> Cow<'_, str> {
+    let mut masker = Masker::new(text);
+    let mut from = 0;
+    while let Some(found) = text[from..].find("://") {
+        let start = from + found + 3;
+        let authority_end = text[start..]
+            .find(|c: char| {
+                matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>') || c.is_whitespace()
+            })
+            .map_or(text.len(), |end| start + end);
+        if let Some(at) = text[start..authority_end].rfind('@') {
+            masker.mask(start, start + at);
+        }
+        from = authority_end;
+    }
+    masker.finish()
 }
 
 /// Whether `text` holds a CPR number [`redact`] would mask. For text that can hold nothing else redaction
@@ -522,6 +545,30 @@ mod tests {
             redact("GET /x?token=t&cpr=3101991234 Authorization: Bearer abc"),
             "GET /x?token=xxxxxxxxxx&cpr=xxxxxxxxxx Authorization: Bearer xxxxxxxxxx"
         );
+    }
+
+    #[test]
+    fn the_credentials_of_a_url_are_masked() {
+        for (input, expected) in [
+            (
+                "https://svc:s3cret@kvstore.example/x",
+                "https://xxxxxxxxxx@kvstore.example/x",
+            ),
+            (
+                "KVSTORE_URL=\"http://a@b@host:1\"",
+                "KVSTORE_URL=\"http://xxxxxxxxxx@host:1\"",
+            ),
+            (
+                "two: ftp://u:p@h and http://h/@not-userinfo",
+                "two: ftp://xxxxxxxxxx@h and http://h/@not-userinfo",
+            ),
+            (
+                "mail someone@example.org, see http://h/",
+                "mail someone@example.org, see http://h/",
+            ),
+        ] {
+            assert_eq!(redact(input), expected, "{input:?}");
+        }
     }
 
     #[test]
