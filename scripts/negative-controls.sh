@@ -8,7 +8,8 @@
 #    without id".
 # 2. B3 interop: the reference service built from a copy of this tree in which the kit's B3 parser also takes
 #    upper-case hex (the copy is patched; the tree itself is never touched). tests/telemetry/test_b3_interop.py
-#    must fail test_upper_case_ids_are_malformed_and_start_a_new_trace, and only it.
+#    must fail test_upper_case_ids_are_malformed_and_start_a_new_trace, and only it. The planted artifacts are
+#    removed from the target directory afterwards, and the tree's own service is built again.
 #
 # Each suite's pytest must exit 1 (tests failed): a run that errors, collects nothing or passes fails the control.
 set -euo pipefail
@@ -112,23 +113,17 @@ source = hits[0].read_text()
 hits[0].write_text(signature.sub(r"\1    let text = &text.to_ascii_lowercase();\n", source, count=1))
 print(f"planted in {hits[0]}")
 EOF
-# Built in the workspace's target directory so that only the kit and the service compile anew. That replaces
-# target/debug/reference-service (cargo does not link a fresh binary there again): the tree's own build is kept
-# aside and put back, and checked.
-kept="$work/reference-service-this-tree"
-cp -p "$real_binary" "$kept"
-before=$(sha256sum "$kept" | cut -d' ' -f1)
+# Built in the workspace's target directory so that only the kit and the service compile anew. Cargo names the
+# copy's artifacts as it names this tree's own (its hashes do not depend on where a workspace lies), so a later
+# build here could take the planted kit as fresh: once the planted binary is copied out, the kit's, the stand-in's
+# and the service's artifacts go, and the tree's own service is built again.
 (cd "$copy" && CARGO_TARGET_DIR="$target_dir" cargo build --locked -q -p reference-service)
 planted="$work/reference-service-b3-upper-case"
 cp "$real_binary" "$planted"
-rm -f "$real_binary"
-cp -p "$kept" "$real_binary"
-if [ "$(sha256sum "$real_binary" | cut -d' ' -f1)" != "$before" ]; then
-  echo "target/debug/reference-service is not this tree's build after the planted one: remove it and rebuild" >&2
-  exit 1
-fi
-if [ "$(sha256sum "$planted" | cut -d' ' -f1)" = "$before" ]; then
-  echo "the planted build is this tree's own binary: the plant did not take" >&2
+cargo clean --quiet --package telemed-kit --package kvstore-standin --package reference-service
+cargo build --locked -q -p reference-service
+if [ "$(sha256sum "$planted" | cut -d' ' -f1)" = "$(sha256sum "$real_binary" | cut -d' ' -f1)" ]; then
+  echo "the planted build is the same binary as this tree's own: the plant did not take" >&2
   exit 1
 fi
 REFERENCE_SERVICE_BIN="$planted" expect_failure b3-interop-upper-case \
