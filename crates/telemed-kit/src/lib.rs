@@ -99,6 +99,8 @@ mod pages {
     struct PerformancePage;
     #[doc = include_str!("../../../docs/requirements.md")]
     struct RequirementsPage;
+    #[doc = include_str!("../../../docs/testing.md")]
+    struct TestingPage;
 }
 
 pub use config::ConfigError;
