@@ -28,7 +28,8 @@ case $scope in
     files=("$kit/telemetry/trace/b3/parse.rs" "$kit/telemetry/trace/b3/propagator.rs" "$kit/redact.rs"
       "$kit/config.rs" "$kit/shutdown/settings.rs")
     budget=${MUTANTS_BUDGET:-14400}
-    tests=(--lib)
+    # The kit's unit tests, and tests/b3_parser.rs, which checks the B3 parser's errors from outside its module.
+    tests=(--lib --test b3_parser)
     ;;
   *)
     echo "usage: $0 [all|b3]: unknown scope '$scope'" >&2
