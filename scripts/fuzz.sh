@@ -39,7 +39,14 @@ if ! cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml 
 fi
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  mapfile -t targets < <(cargo +nightly fuzz list)
+  # A failing `fuzz list` inside a process substitution would go unseen and leave zero targets to "pass".
+  listed=$(cargo +nightly fuzz list) || { echo "cargo fuzz list failed: no fuzz target could be found" >&2; exit 1; }
+  mapfile -t targets <<<"$listed"
+fi
+# An empty list would run no target at all and still end in the line below.
+if [ ${#targets[@]} -eq 0 ] || [ -z "${targets[0]}" ]; then
+  echo "no fuzz target to run (fuzz/Cargo.toml lists none?)" >&2
+  exit 1
 fi
 
 failed=()

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project: formatting, lints (Rust and shell), unit and integration tests (real processes,
 # real signals), API docs, the examples (also copied out of the workspace), telemetry end to end, rolling restarts,
-# the template, the chart and image checks, telemed-conform against real services, and bounded fuzzing. Installs
-# what it needs (idempotent, cached).
+# the template, the chart and image checks, telemed-conform against real services, supply-chain checks, negative
+# controls, mutation testing of the B3 parser and bounded fuzzing. docs/testing.md says what each step proves and
+# what it cannot. Installs what it needs (idempotent, cached).
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 cd "$ROOT"
@@ -19,6 +20,9 @@ bash scripts/check-scripts.sh
 
 step "clippy"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+step "supply chain: cargo deny, offline (licences, duplicate crates, sources)"
+bash scripts/test-deny.sh
 
 step "tests (the examples under examples/ run as real processes here too)"
 cargo test --workspace --all-features --locked
@@ -45,6 +49,9 @@ bash scripts/test-run-local.sh
 step "telemetry end to end"
 bash scripts/test-telemetry.sh
 
+step "negative controls: the log-model and B3 interop suites fail a planted fault"
+bash scripts/negative-controls.sh
+
 step "rolling restarts behind HAProxy"
 bash scripts/test-rolling.sh
 
@@ -62,6 +69,9 @@ bash scripts/test-image.sh
 
 step "conformance"
 bash scripts/test-conform.sh
+
+step "mutation testing: the B3 parser (cargo-mutants, bounded to 10 minutes)"
+MUTANTS_BUDGET=600 bash scripts/mutants.sh b3
 
 step "fuzzing"
 bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}"

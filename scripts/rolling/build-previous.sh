@@ -2,8 +2,8 @@
 # build-previous.sh [REV] [PROFILE]: builds the reference service of an earlier release and prints the path of
 # its binary on the last line of stdout.
 #
-# REV defaults to the newest `v*` tag, or when there is none to the first commit in which the reference service
-# existed and ran (`git log --reverse -- examples/reference-service`). PROFILE is `debug` (default) or `release`.
+# REV defaults to the commit of the latest release in CHANGELOG.md (scripts/release/latest.py); a changelog
+# without a release, or naming a commit this clone lacks, fails. PROFILE is `debug` (default) or `release`.
 # `build-previous.sh --default-rev` prints that default and builds nothing.
 #
 # The source comes from `git archive`, not `git worktree add`: the extracted tree is plain files, so a run that
@@ -15,13 +15,9 @@ set -euo pipefail
 cd "$ROOT"
 
 default_previous_rev() {
-  local tag
-  tag=$(git tag --list 'v*' --sort=-v:refname | first_line)
-  if [ -n "$tag" ]; then
-    echo "$tag"
-  else
-    git log --reverse --format=%H -- examples/reference-service | first_line
-  fi
+  local release
+  release=$(python3 scripts/release/latest.py --check) || return 1
+  echo "${release#* }"
 }
 
 if [ "${1:-}" = --default-rev ]; then

@@ -27,14 +27,25 @@ fn assert_has_line(path: &str, expected: &str) {
     );
 }
 
+/// The value of the `env` entry `name` (a `- name: NAME` line, then its `value: ...` line), so that a check
+/// reads that variable's value and not any `value:` line of the file.
+fn env_value(path: &str, name: &str) -> Option<String> {
+    let lines = lines(path);
+    let at = lines.iter().position(|line| *line == format!("- name: {name}"))?;
+    lines
+        .get(at + 1)
+        .and_then(|line| line.strip_prefix("value: "))
+        .map(str::to_owned)
+}
+
 #[test]
 fn ehealth_platform_values_carry_the_version_port_and_user_agent() {
     let path = "deploy/ehealth-values.yaml";
     assert_has_line(path, &format!("imageTag: \"{VERSION}\""));
     assert_has_line(path, &format!("appVersion: \"{VERSION}\""));
     assert_has_line(path, &format!("containerPort: {PORT}"));
-    assert_has_line(path, &format!("value: \"{PORT}\""));
-    assert_has_line(path, &format!("value: {}", user_agent()));
+    assert_eq!(env_value(path, "PORT"), Some(format!("\"{PORT}\"")), "{path}: PORT");
+    assert_eq!(env_value(path, "USER_AGENT"), Some(user_agent()), "{path}: USER_AGENT");
 }
 {%- if chart %}
 

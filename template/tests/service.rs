@@ -10,6 +10,8 @@ use telemed_kit::testing::{HttpResponse, ServiceProcess, Signal, http_get};
 
 const BIN: &str = env!("CARGO_BIN_EXE_{{project-name}}");
 const TIMEOUT: Duration = Duration::from_secs(20);
+/// The platform's terminationGracePeriodSeconds, and the kit's default SHUTDOWN_GRACE_PERIOD.
+const GRACE_PERIOD: Duration = Duration::from_secs(10);
 {%- if kvstore %}
 
 /// The kit's in-memory key-value store stand-in, served on 127.0.0.1 for the length of the test process.
@@ -100,9 +102,25 @@ fn sigterm_turns_readiness_off_keeps_serving_through_the_delay_then_exits_0() {
     );
     assert_eq!(get(&service, "/").status, 200, "requests are still served during SHUTDOWN_DELAY");
 
-    let status = service.wait_exit(TIMEOUT).unwrap().expect("exits after SIGTERM");
+    // Inside the platform's 10 s grace period (the kit's default): by the service's own clock, its exit line
+    // comes before the kit's deadline (grace period minus its 500 ms margin); the wait here adds 1 s only for
+    // this test being scheduled late on a loaded machine.
+    let status = service
+        .wait_exit(GRACE_PERIOD + Duration::from_secs(1))
+        .unwrap()
+        .expect("exits inside the grace period");
     let lines = service.lines();
     assert_eq!(status.code(), Some(0), "{lines:#?}");
+    let exit_ms = lines
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line["phase"] == "exit")
+        .and_then(|line| line["elapsed_ms"].as_u64())
+        .expect("the exit phase line");
+    assert!(
+        exit_ms < 9_500,
+        "exited {exit_ms} ms after SIGTERM, past the deadline"
+    );
     assert!(
         lines.iter().any(|line| line.contains(r#""hook":"goodbye""#)),
         "the shutdown hook ran: {lines:#?}"

@@ -32,6 +32,18 @@ def load_render_chart():
     return module
 
 
+def latest_release() -> tuple[str, str]:
+    """(version, commit) of the latest release in CHANGELOG.md (scripts/release/latest.py); fails when the
+    changelog names none or this clone lacks its commit."""
+    spec = importlib.util.spec_from_file_location("release_latest", ROOT / "scripts" / "release" / "latest.py")
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    found = module.releases(module.CHANGELOG.read_text())
+    module.check_commits(found[:1])
+    return found[0]
+
+
 def in_private_netns() -> bool:
     """True in a network namespace of loopback alone, as `unshare --net` makes (the machine's own has more)."""
     interfaces = {line.split(":")[0].strip() for line in Path("/proc/net/dev").read_text().splitlines()[2:]}

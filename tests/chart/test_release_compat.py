@@ -1,15 +1,20 @@
 """R12: a new release coexists with the previous one and can be rolled back to it, so the previous release's
 values must keep working with the new chart, and the environment they produce must start the new binary.
 
-tests/chart/previous-release-values.yaml is the v0.1.0 production values file, frozen. (tests/image runs the
-new image with the same environment.)
+tests/chart/previous-release-values.yaml is the production values file of the latest release in CHANGELOG.md
+(0.1.0), frozen; that release's own chart is rendered from its commit. (tests/image runs the new image with the
+same environment.)
 """
 
 from __future__ import annotations
 
+import io
+import subprocess
+import tarfile
 from pathlib import Path
 
 import kubernetes_validate
+import pytest
 
 import kit_helpers
 
@@ -30,15 +35,46 @@ def test_previous_values_render_validate_and_lint(chart):
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(values["image"]["digest"])
 
 
-def test_upgrade_keeps_the_selector(chart):
+@pytest.fixture(scope="module")
+def released_chart(tmp_path_factory) -> tuple[str, Path]:
+    """The chart of the latest release in CHANGELOG.md, extracted from that release's own commit."""
+    version, commit = kit_helpers.latest_release()
+    out = tmp_path_factory.mktemp(f"chart-{version}")
+    archive = subprocess.run(["git", "-C", str(kit_helpers.ROOT), "archive", commit, "chart"],
+                             capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(out, filter="data")
+    return version, out / "chart"
+
+
+def selectors(objects: list[dict]) -> dict[str, dict]:
+    """Every label selector of a render, by kind: the Deployment's (immutable), the Service's, the PDB's."""
+    found = {}
+    for obj in objects:
+        spec = obj.get("spec", {})
+        if obj["kind"] == "Service":
+            found["Service"] = spec["selector"]
+        elif obj["kind"] in ("Deployment", "PodDisruptionBudget"):
+            found[obj["kind"]] = spec["selector"]["matchLabels"]
+    return found
+
+
+def test_previous_values_are_the_latest_release(chart, released_chart):
+    version, _ = released_chart
+    assert previous_values(chart)["image"]["tag"] == version, \
+        "previous-release-values.yaml must be the values of the latest release in CHANGELOG.md"
+
+
+def test_upgrade_keeps_the_selector(chart, released_chart):
     # A Deployment's selector is immutable: if the new chart changed it, `helm upgrade` from the previous
-    # release would fail and the two releases could not be swapped back and forth.
+    # release would fail and the two releases could not be swapped back and forth. The previous release's own
+    # chart, rendered from its commit with its values, is what the cluster holds.
     values = previous_values(chart)
-    current = next(o for o in chart.objects(chart.render(values)) if o["kind"] == "Deployment")
-    assert current["spec"]["selector"]["matchLabels"] == {
-        "app.kubernetes.io/name": "reference-service",
-        "app.kubernetes.io/instance": "reference-service",
-    }
+    _, previous_chart = released_chart
+    released = selectors(chart.objects(chart.render(values, chart=previous_chart)))
+    current = selectors(chart.objects(chart.render(values)))
+    assert set(released) >= {"Deployment", "Service"}, released
+    assert current == released
 
 
 def test_new_binary_starts_with_the_previous_environment(chart, service_binary):

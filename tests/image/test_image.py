@@ -19,7 +19,7 @@ import hpack
 import hyperframe.frame
 
 import kit_helpers
-from image_support import MEASUREMENTS, podman, podman_run_args
+from image_support import BASE, MEASUREMENTS, podman, podman_run_args
 
 PORT = 8080
 GRACE_SECONDS = 10
@@ -29,20 +29,50 @@ def inspect(name: str, template: str) -> str:
     return podman("inspect", "--format", template, name).stdout.strip()
 
 
-def previous_release_env() -> dict[str, str]:
-    """The environment the previous release's chart values give the container (R12: the new image must start
-    with it)."""
+def previous_release_objects() -> list[dict]:
+    """The objects the chart renders with the previous release's values (R12: the new image must start with
+    them)."""
     chart = kit_helpers.load_render_chart()
     values = chart.load_values([kit_helpers.ROOT / "tests/chart/previous-release-values.yaml"])
-    return kit_helpers.env_from_render(chart.objects(chart.render(values)))
+    return chart.objects(chart.render(values))
 
 
-def start(image: str, name: str, env: dict[str, str]) -> int:
-    """Runs `image` as the platform does; returns the service's host PID once the container is up."""
-    env_args = [arg for key, value in sorted(env.items()) for arg in ("--env", f"{key}={value}")]
-    podman("run", "--detach", "--name", name,
-           "--read-only", "--read-only-tmpfs=false", "--tmpfs", "/tmp:rw,size=16m,mode=1777",
-           "--network", "host", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+def chart_run_args(objects: list[dict]) -> list[str]:
+    """The `podman run` flags that the rendered Deployment's pod and container securityContext and its /tmp
+    volume amount to. The container runs with what the chart gives, so the checks on a running container prove
+    the chart's settings; a setting this does not know how to apply fails rather than being left out."""
+    pod = next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    pod_context, context = pod["securityContext"], container["securityContext"]
+    # fsGroup changes volume ownership only (the emptyDir); seccomp RuntimeDefault is podman's default profile.
+    assert set(pod_context) <= {"runAsNonRoot", "runAsUser", "runAsGroup", "fsGroup", "seccompProfile"}, pod_context
+    assert pod_context.get("seccompProfile", {"type": "RuntimeDefault"}) == {"type": "RuntimeDefault"}
+    assert set(context) <= {"runAsNonRoot", "allowPrivilegeEscalation", "privileged", "readOnlyRootFilesystem",
+                            "capabilities"}, context
+    assert context.get("privileged") is not True
+    args = ["--user", f"{pod_context['runAsUser']}:{pod_context['runAsGroup']}"]
+    if context.get("readOnlyRootFilesystem"):
+        args += ["--read-only", "--read-only-tmpfs=false"]
+    if context.get("allowPrivilegeEscalation") is False:
+        args += ["--security-opt", "no-new-privileges"]
+    capabilities = context.get("capabilities", {})
+    assert set(capabilities) <= {"drop", "add"}, capabilities
+    args += [arg for cap in capabilities.get("drop", []) for arg in ("--cap-drop", cap)]
+    args += [arg for cap in capabilities.get("add", []) for arg in ("--cap-add", cap)]
+    volumes = {volume["name"]: volume for volume in pod.get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        size = volumes[mount["name"]]["emptyDir"]["sizeLimit"]
+        assert size.endswith("Mi"), size
+        args += ["--tmpfs", f"{mount['mountPath']}:rw,size={size.removesuffix('Mi')}m,mode=1777"]
+    return args
+
+
+def start(image: str, name: str, objects: list[dict]) -> int:
+    """Runs `image` as the platform would with the chart's rendered `objects`; returns the service's host PID
+    once the container is up."""
+    env_args = [arg for key, value in sorted(kit_helpers.env_from_render(objects).items())
+                for arg in ("--env", f"{key}={value}")]
+    podman("run", "--detach", "--name", name, "--network", "host", *chart_run_args(objects),
            *podman_run_args(), *env_args, image)
     kit_helpers.wait_until(lambda: kit_helpers.probe_status(PORT, "/healthz") == 200, 20, "readiness")
     return int(inspect(name, "{{.State.Pid}}"))
@@ -67,23 +97,54 @@ def test_image_configuration(image, workspace_version, revision):
     assert labels["org.opencontainers.image.source"].startswith("https://")
 
 
-def test_image_files(image, container_name):
-    podman("create", "--name", container_name, image)
-    export = subprocess.run(["podman", "export", container_name], capture_output=True, check=True).stdout
+def exported_files(image: str, name: str) -> tuple[dict[str, tarfile.TarInfo], bytes | None]:
+    """The filesystem of a container created (never started) from `image`: its members by path, and the CA
+    bundle if any. The command is only there because the test base image has none."""
+    podman("create", "--name", name, image, "/usr/local/bin/service")
+    try:
+        export = subprocess.run(["podman", "export", name], capture_output=True, check=True).stdout
+    finally:
+        podman("rm", "--force", name, check=False)
     with tarfile.open(fileobj=io.BytesIO(export)) as tar:
         members = {member.name.lstrip("./"): member for member in tar.getmembers()}
-        binary = members["usr/local/bin/service"]
-        assert (binary.uid, binary.gid, binary.mode & 0o7777) == (0, 0, 0o555), "root-owned, not writable"
-        bundle = tar.extractfile(members["etc/ssl/certs/ca-certificates.crt"])
-        assert bundle is not None and bundle.read().count(b"BEGIN CERTIFICATE") > 50
+        bundle_member = members.get("etc/ssl/certs/ca-certificates.crt")
+        bundle = tar.extractfile(bundle_member).read() if bundle_member else None
+    return members, bundle
+
+
+def test_image_files(image, container_name):
+    members, bundle = exported_files(image, container_name)
+    base, _ = exported_files(BASE, container_name + "-base")
+    added = sorted(name for name, member in members.items() if not member.isdir() and name not in base)
+    assert added == ["etc/ssl/certs/ca-certificates.crt", "usr/local/bin/service"], \
+        "the runtime stage adds the binary and the CA bundle, nothing else"
+    binary = members["usr/local/bin/service"]
+    assert (binary.uid, binary.gid, binary.mode & 0o7777) == (0, 0, 0o555), "root-owned, not writable"
+    assert bundle is not None and bundle.count(b"BEGIN CERTIFICATE") > 50
     assert not any(name in members for name in ("bin/sh", "usr/bin/sh", "bin/bash")), "no shell"
     writable = [name for name, member in members.items()
-                if name not in ("tmp", "") and (member.uid == 10001 or (member.mode & 0o002 and not member.issym()))]
-    assert writable == [], "nothing but /tmp is writable by the service user"
+                if name not in ("tmp", "") and not member.issym()
+                and (member.uid == 10001 or member.mode & 0o022)]
+    assert writable == [], "nothing but /tmp is owned by the service user or group- or world-writable"
+
+
+def test_the_image_alone_gives_the_service_no_privilege(image, container_name):
+    """Without the chart's securityContext (no --user, --cap-drop, --read-only; only the chart's environment, which
+    the service needs to start): podman's default capability set, as a runtime without the chart's settings
+    would give. The image's own USER must still leave the service with no capability at all."""
+    env_args = [arg for key, value in sorted(kit_helpers.env_from_render(previous_release_objects()).items())
+                for arg in ("--env", f"{key}={value}")]
+    podman("run", "--detach", "--name", container_name, "--network", "host", *podman_run_args(), *env_args, image)
+    kit_helpers.wait_until(lambda: kit_helpers.probe_status(PORT, "/healthz") == 200, 20, "readiness")
+    status = proc_status(int(inspect(container_name, "{{.State.Pid}}")))
+    assert status["Uid"].split()[:2] == ["10001", "10001"] and status["Gid"].split()[:2] == ["10001", "10001"]
+    assert (status["CapEff"], status["CapPrm"], status["CapAmb"]) == ("0" * 16,) * 3, status
+    assert int(status["CapBnd"], 16) != 0, "the runtime's default bounding set: the image alone, no --cap-drop"
+    podman("stop", "--time", str(GRACE_SECONDS), container_name, timeout=GRACE_SECONDS + 10)
 
 
 def test_runs_as_the_platform_runs_it(image, container_name, workspace_version):
-    pid = start(image, container_name, previous_release_env())
+    pid = start(image, container_name, previous_release_objects())
     status = proc_status(pid)
     assert status["NSpid"].split()[-1] == "1", "the binary is PID 1: SIGTERM reaches it directly"
     assert open(f"/proc/{pid}/cmdline").read().split("\0")[0] == "/usr/local/bin/service"
@@ -170,7 +231,7 @@ class SlowReader:
 
 
 def test_stop_finishes_a_request_in_flight(image, container_name):
-    pid = start(image, container_name, previous_release_env())
+    pid = start(image, container_name, previous_release_objects())
     reader = SlowReader(PORT)
     reader.read_until(lambda: reader.status is not None, "response headers")
     assert reader.status == 200 and not reader.ended, "headers sent, body held back by our window"
@@ -214,10 +275,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_cores(quantity: str) -> float:
+    """A Kubernetes CPU quantity ("50m", "1", "0.5") in cores."""
+    return int(quantity.removesuffix("m")) / 1000 if quantity.endswith("m") else float(quantity)
+
+
 def test_resource_usage(image, container_name):
     """Measures memory and CPU at idle and under a light load (recorded in docs/operations.md) and checks them
     against the chart's default requests and limits."""
-    pid = start(image, container_name, previous_release_env())
+    pid = start(image, container_name, previous_release_objects())
     chart_resources = kit_helpers.load_render_chart().load_values([kit_helpers.CHART / "values.yaml"])["resources"]
 
     idle_cpu, idle_wall = cpu_seconds(pid), time.monotonic()
@@ -245,6 +311,9 @@ def test_resource_usage(image, container_name):
     MEASUREMENTS.append(f"light load ({requests} GET / at {rate}/s on one keep-alive connection): "
                         f"RSS {load_rss / 1024:.1f} MiB (peak {peak_rss / 1024:.1f} MiB), CPU {load * 100:.1f} % "
                         f"of a core")
+    request_cpu, limit_cpu = (cpu_cores(chart_resources[kind]["cpu"]) for kind in ("requests", "limits"))
+    assert idle < request_cpu, f"idle CPU {idle:.3f} cores within the chart's request {request_cpu}"
+    assert load < limit_cpu, f"light-load CPU {load:.3f} cores within the chart's limit {limit_cpu}"
     limit_mib = int(chart_resources["limits"]["memory"].removesuffix("Mi"))
     request_mib = int(chart_resources["requests"]["memory"].removesuffix("Mi"))
     assert peak_rss / 1024 < request_mib <= limit_mib, "the chart's memory request covers the measured peak"

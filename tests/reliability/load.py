@@ -42,10 +42,6 @@ class Mix:
     read: float = 0.45
     write: float = 0.10
 
-    @staticmethod
-    def root_only() -> "Mix":
-        return Mix(root=1.0, read=0.0, write=0.0)
-
 
 @dataclass
 class Tally:

@@ -21,7 +21,8 @@ that only probes would. With the chart's values that takes 5 to 10 s, longer tha
 the service relies on Kubernetes removing a terminating pod's endpoint, not on the readiness probe.
 
 Scenarios (`--profile`): rolling restarts in both load modes (`keepalive`, `newconn`), a coexistence round in
-which the previous release and this one serve the same load side by side while one replaces the other (R12), and
+which the previous release (the latest in CHANGELOG.md) and this one serve the same full load mix side by side
+while one replaces the other (R12; a build lacking a route of the mix fails the round), and
 negative controls that must fail: `SHUTDOWN_DELAY=0s`, where the old instance stops accepting at once while HAProxy
 still routes to it for the endpoint lag. Output ends with `N passed, N failed`; exit status 1 when any failed.
 
@@ -204,19 +205,33 @@ class Fleet:
         self.proxy.stop()
 
 
+class RouteMissing(Exception):
+    """A build does not serve a route of the load mix."""
+
+
 def create_keys(standin: StandIn, workers: int) -> dict[str, str]:
     """Creates the read key and one write key per worker directly in the store; returns the write keys' ETags."""
     standin.create(READ_KEY, READ_VALUE)
     return {key: standin.create(key, b"initial") for key in (f"rolling-write-{i}" for i in range(workers))}
 
 
-def serves_settings(fleet: Fleet, build: Build) -> bool:
-    """Whether `build` has the settings API: a read of the existing key answers 200 on an instance of it."""
+def missing_routes(fleet: Fleet, build: Build, mix: Mix) -> list[str]:
+    """The routes of the load mix that `build` does not serve: `GET /`, and a read of the existing key for the
+    settings API (writes go through the same API and are counted by the load itself)."""
     instance = fleet.start_instance(build)
     try:
         instance.wait_ready()
-        answer = request(instance.port, "GET", f"/settings/{READ_KEY}", headers={"Authorization": f"Bearer {TOKEN}"})
-        return answer is not None and answer[0] == 200 and answer[2] == READ_VALUE
+        routes = []
+        if mix.root:
+            routes.append(("GET /", "/", None))
+        if mix.read or mix.write:
+            routes.append((f"GET /settings/{READ_KEY}", f"/settings/{READ_KEY}", READ_VALUE))
+        missing = []
+        for name, path, expected in routes:
+            answer = request(instance.port, "GET", path, headers={"Authorization": f"Bearer {TOKEN}"})
+            if answer is None or answer[0] != 200 or (expected is not None and answer[2] != expected):
+                missing.append(f"{name} ({'no answer' if answer is None else answer[0]})")
+        return missing
     finally:
         # Not waited for here: `Fleet.stop` waits for every instance at once.
         instance.terminate()
@@ -230,14 +245,13 @@ def run(scenario: Scenario, standin_binary: Path, run_root: Path, rate: float, w
     load = None
     try:
         etags = create_keys(fleet.standin, workers)
-        builds = [scenario.initial] + scenario.rollouts
-        if scenario.mix.read or scenario.mix.write:
-            lacking = [b.label for b in {b.label: b for b in builds}.values() if not serves_settings(fleet, b)]
-            if lacking:
-                # The previous release may predate the settings API: clients only call what both releases offer
-                # until the rollout is complete, so the coexistence load is restricted to those routes.
-                log(f"  {', '.join(lacking)} has no settings API: load restricted to GET /")
-                scenario.mix = Mix.root_only()
+        builds = {b.label: b for b in [scenario.initial] + scenario.rollouts}.values()
+        # Every build must serve the whole mix. A route that one of them lacks is a route that disappeared
+        # between releases (or never reached one): that fails the run, the load is never narrowed to fit.
+        lacking = [f"{b.label} does not serve {', '.join(missing)}" for b in builds
+                   if (missing := missing_routes(fleet, b, scenario.mix))]
+        if lacking:
+            raise RouteMissing("; ".join(lacking))
         for _ in range(2):
             instance = fleet.start_instance(scenario.initial)
             instance.wait_ready()
@@ -304,6 +318,9 @@ def judge(scenario: Scenario, tally: Tally, replacements: list[Replacement], pro
     for label in {scenario.initial.label, *(b.label for b in scenario.rollouts)}:
         if served_by_version[label] == 0:
             problems.append(f"{label} served no request")
+    for kind in ("root", "read", "write"):
+        if getattr(scenario.mix, kind) and tally.ok[kind] == 0:
+            problems.append(f"no {kind} request succeeded: the load mix was not exercised")
     return problems
 
 

@@ -110,6 +110,22 @@ def test_sampling_only_decision_is_forwarded(services, upstream, inject_mode, va
     assert not extract(inject_mode, exchange.upstream.carrier()).is_valid  # the library's deviation
 
 
+@pytest.mark.parametrize("inbound", ["multi", "single"], ids=lambda f: f"in-{f}")
+def test_upper_case_ids_are_malformed_and_start_a_new_trace(services, upstream, inbound):
+    """B3 ids are lower-case hex (b3.md). A caller that upper-cases what the library wrote sends malformed
+    headers: the service ignores them and, exporting, starts a trace of its own, which the library reads as valid.
+    (Without export a malformed context is forwarded as none, which tests/telemetry/test_b3_table.py covers.)"""
+    service = services.get(export=True, B3_INJECT=inbound)
+    trace_id, span_id = new_trace_id(), new_span_id()
+    headers = [(name, value.upper()) for name, value in inject(inbound, trace_id, span_id, True)]
+    assert any(value != value.lower() for _, value in headers), headers
+    exchange = read_setting(service, upstream, headers)
+    received = extract(inbound, exchange.upstream.carrier())
+    assert received.is_valid, exchange.upstream.b3()
+    assert f"{received.trace_id:032x}" != trace_id, "an upper-case trace id was taken as the caller's"
+    assert f"{received.span_id:016x}" != span_id
+
+
 def test_library_deviations_that_the_raw_assertions_work_around():
     """Pins the pinned library's behaviour the tests above route around; if an upgrade changes it, revisit them."""
     trace_64, span_id = new_trace_id(64), new_span_id()

@@ -112,7 +112,8 @@ def test_every_line_the_services_wrote_follows_the_log_model(finished):
         lines = access_lines.get(request_id, [])
         assert len(lines) == 1, f"{request_id}: {len(lines)} access lines"
         if expected is not None:
-            assert lines[0].get("id") == expected, (request_id, lines[0])
+            assert "id" in lines[0], f"{request_id}: access line without id: {lines[0]}"
+            assert lines[0]["id"] == expected, (request_id, lines[0])
             checked += 1
     assert checked > 100, "too few requests with a known inbound trace id reached this check"
 

@@ -371,23 +371,30 @@ fn valid_service_name(raw: &str) -> bool {
 /// synchronously, in the eHealth logging model's shape. `app` is `OTEL_SERVICE_NAME` if set (even if it is the
 /// invalid value being reported), else the name of the executable.
 pub fn exit_misconfigured(error: &dyn fmt::Display) -> ! {
-    let app = std::env::var("OTEL_SERVICE_NAME")
-        .ok()
-        .filter(|name| !name.trim().is_empty())
-        .or_else(|| {
-            std::env::args_os().next().and_then(|program| {
-                std::path::Path::new(&program)
-                    .file_name()
-                    .map(|name| name.to_string_lossy().into_owned())
-            })
-        })
-        .unwrap_or_default();
+    let app = startup_app(
+        std::env::var("OTEL_SERVICE_NAME").ok(),
+        std::env::args_os().next(),
+    );
     let line = startup_error_line(&app, &error.to_string(), SystemTime::now());
     let mut stdout = std::io::stdout().lock();
     // Nothing is left to report a failed write to: the process ends either way.
     let _ = stdout.write_all(line.as_bytes());
     let _ = stdout.flush();
     std::process::exit(2)
+}
+
+/// The `app` of a startup error line: `OTEL_SERVICE_NAME` unless blank, else the executable's file name.
+fn startup_app(service_name: Option<String>, program: Option<std::ffi::OsString>) -> String {
+    service_name
+        .filter(|name| !name.trim().is_empty())
+        .or_else(|| {
+            program.and_then(|program| {
+                std::path::Path::new(&program)
+                    .file_name()
+                    .map(|name| name.to_string_lossy().into_owned())
+            })
+        })
+        .unwrap_or_default()
 }
 
 /// The last instant RFC 3339 can write with a four-digit year: 9999-12-31T23:59:59Z.
@@ -442,6 +449,32 @@ mod tests {
             assert_eq!(error.variable(), "OTEL_SERVICE_NAME");
             assert!(!error.to_string().contains('\n'));
         }
+    }
+
+    #[test]
+    fn valid_service_names_are_taken() {
+        let info = crate::service_info!();
+        for good in ["reference-service", "Svc_2.1", "a", &"x".repeat(63)] {
+            let identity =
+                ServiceIdentity::from_env(&Env::from_pairs([("OTEL_SERVICE_NAME", good)]), info)
+                    .unwrap();
+            assert_eq!(identity.name, good);
+        }
+    }
+
+    #[test]
+    fn env_debug_shows_no_value() {
+        let env = Env::from_pairs([("KVSTORE_TOKEN", "s3cret")]);
+        assert_eq!(format!("{env:?}"), "Env { .. }");
+    }
+
+    #[test]
+    fn startup_app_is_the_service_name_unless_blank_else_the_program() {
+        let program = || Some(std::ffi::OsString::from("/usr/local/bin/service"));
+        assert_eq!(startup_app(Some("svc".into()), program()), "svc");
+        assert_eq!(startup_app(Some("  ".into()), program()), "service");
+        assert_eq!(startup_app(None, program()), "service");
+        assert_eq!(startup_app(None, None), "");
     }
 
     #[test]

@@ -110,6 +110,8 @@ mod pages {
     struct RequirementsPage;
     #[doc = include_str!("../../../docs/tracing.md")]
     struct TracingPage;
+    #[doc = include_str!("../../../docs/testing.md")]
+    struct TestingPage;
 }
 
 pub use config::ConfigError;

@@ -13,7 +13,7 @@
 //! | `cache_hits_total`, `cache_misses_total`, `cache_loads_total`, `cache_load_errors_total`, `cache_evictions_total` | `cache` | per cache |
 //! | `cache_entries` | `cache` | entries held |
 //! | `shutdown_phase_duration_seconds` | `phase` | how long each shutdown phase took |
-//! | `shutdown_requests_cut_off` | | requests still running at the deadline |
+//! | `shutdown_requests_cut_off` | | requests still running when the drain ends, then when the hooks end |
 //! | `log_lines_dropped_total` | `severity` | log lines dropped under overload (registered by the log part, [`Logs::count_drops_in`](crate::telemetry::log::Logs::count_drops_in)) |
 //! | `process_resident_memory_bytes`, `process_open_fds`, `process_start_time_seconds` | | the process |
 //! | `build_info` | `version`, `revision` | always 1 |
@@ -362,7 +362,8 @@ impl Metrics {
         }
     }
 
-    /// Records the requests cut off at the shutdown deadline.
+    /// Records the requests cut off: those still running when the drain ends (so that a scrape during the hooks
+    /// sees them), then those still running after the hooks.
     pub fn requests_cut_off(&self, count: usize) {
         if let Some(instruments) = &self.inner {
             instruments

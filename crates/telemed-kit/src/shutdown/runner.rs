@@ -213,7 +213,7 @@ impl Runner {
             spawn_startup_task(&shutdown, health.as_ref(), name, task);
         }
 
-        let (started, timeline, drained) = {
+        let (started, timeline, drain_started, drained) = {
             let serving = server.into_future().fuse();
             tokio::pin!(serving);
             let (started, trigger) = tokio::select! {
@@ -239,6 +239,9 @@ impl Runner {
                 () = sleep_until(timeline.drain_start.into()) => {}
                 _ = &mut serving => {}
             }
+            // Measured, not planned: a runtime blocked past `drain_start` starts draining late, and the delay
+            // metric says so.
+            let drain_started = Instant::now();
             shutdown.begin_drain();
             tracing::info!(
                 phase = "drain",
@@ -255,15 +258,17 @@ impl Runner {
             })
             .await
             .is_ok();
-            (started, timeline, drained)
+            (started, timeline, drain_started, drained)
         };
         let hooks_started = Instant::now();
         if let Some(metrics) = &metrics {
-            metrics.shutdown_phase("delay", timeline.drain_start - started);
+            metrics.shutdown_phase("delay", drain_started.saturating_duration_since(started));
             metrics.shutdown_phase(
                 "drain",
-                hooks_started.saturating_duration_since(timeline.drain_start),
+                hooks_started.saturating_duration_since(drain_started),
             );
+            // Known now, and scraped while the hooks run; the count after the hooks replaces it below.
+            metrics.requests_cut_off(shutdown.in_flight().max(shutdown.open_connections()));
         }
 
         tracing::info!(
