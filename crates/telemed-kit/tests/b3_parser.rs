@@ -1,8 +1,9 @@
-//! The B3 parser's errors, through its public API: each names the header and the field in words, since that is
-//! what an operator reads in the log line about an ignored trace context. (The parser's own unit tests sit
-//! beside it; this file is what mutation testing found unchecked, kept outside the parser's module.)
+//! What mutation testing found unchecked in the B3 parser and propagator, through their public API and kept
+//! outside their module (their own unit tests sit beside them): the parser's errors name the header and the
+//! field in words, since that is what an operator reads about an ignored trace context, and the propagator
+//! reports the encoding it writes.
 
-use telemed_kit::telemetry::trace::b3::{B3Context, MultiHeaders};
+use telemed_kit::telemetry::trace::b3::{B3Context, B3Inject, B3Propagator, MultiHeaders};
 
 const TRACE: &str = "463ac35c9f6413ad48485a3953bb6124";
 const SPAN: &str = "a2fb4a1d1a96d312";
@@ -43,4 +44,11 @@ fn b3_errors_name_the_header_and_the_field() {
     };
     let error = B3Context::parse_multi(trace_alone).map(|_| ()).unwrap_err();
     assert_eq!(error.to_string(), "x-b3-spanid: the span id is missing");
+}
+
+#[test]
+fn b3_propagator_reports_the_encoding_it_was_given() {
+    for mode in [B3Inject::Multi, B3Inject::Single, B3Inject::Both] {
+        assert_eq!(B3Propagator::new(mode).inject_mode(), mode);
+    }
 }
