@@ -23,6 +23,8 @@
 
 use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
 
+use super::b3::lower_hex;
+
 /// The header that carries the trace id, the caller's span id and the sampling decision.
 pub const TRACEPARENT: &str = "traceparent";
 /// The header that carries vendor-specific trace data along with `traceparent`.
@@ -100,7 +102,7 @@ impl Traceparent {
         {
             return Err(MalformedTraceparent::Unreadable);
         }
-        let version = bytes
+        let version = value
             .get(..2)
             .and_then(lower_hex)
             .filter(|version| *version != 0xff)
@@ -115,13 +117,13 @@ impl Traceparent {
         if [2, 35, 52].iter().any(|at| bytes[*at] != b'-') {
             return Err(MalformedTraceparent::Separator);
         }
-        let trace_id = lower_hex(&bytes[3..35])
+        let trace_id = lower_hex(&value[3..35])
             .filter(|id| *id != 0)
             .ok_or(MalformedTraceparent::TraceId)?;
-        let parent_id = lower_hex(&bytes[36..52])
+        let parent_id = lower_hex(&value[36..52])
             .filter(|id| *id != 0)
             .ok_or(MalformedTraceparent::ParentId)?;
-        let flags = lower_hex(&bytes[53..55]).ok_or(MalformedTraceparent::Flags)?;
+        let flags = lower_hex(&value[53..55]).ok_or(MalformedTraceparent::Flags)?;
         Ok(Self {
             trace_id: TraceId::from(trace_id),
             // 16 hex digits fit in 64 bits.
@@ -161,18 +163,6 @@ impl std::fmt::Display for Traceparent {
             u8::from(self.sampled)
         )
     }
-}
-
-/// The value of lower-case hex digits (at most 32 of them), or `None` for any other character.
-fn lower_hex(digits: &[u8]) -> Option<u128> {
-    digits.iter().try_fold(0u128, |value, digit| {
-        let nibble = match digit {
-            b'0'..=b'9' => digit - b'0',
-            b'a'..=b'f' => digit - b'a' + 10,
-            _ => return None,
-        };
-        Some(value << 4 | u128::from(nibble))
-    })
 }
 
 #[cfg(test)]

@@ -84,6 +84,6 @@ pub use parse::{
     B3, B3Field, MalformedB3, MultiHeaders, X_B3_FLAGS, X_B3_PARENT_SPAN_ID, X_B3_SAMPLED,
     X_B3_SPAN_ID, X_B3_TRACE_ID,
 };
-pub(crate) use parse::{Lookup, parse_headers};
+pub(crate) use parse::{Lookup, lower_hex, parse_headers};
 pub use propagator::{B3Inject, B3Propagator, ParseB3InjectError};
 pub(crate) use propagator::{NAMES, ignore, with_b3};

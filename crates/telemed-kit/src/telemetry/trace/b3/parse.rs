@@ -306,8 +306,9 @@ fn parse_span_id(text: &str, header: &'static str, field: B3Field) -> Result<Spa
     Ok(SpanId::from(value as u64))
 }
 
-/// Lower-case hex of at most 32 digits; `u128::from_str_radix` would also take upper case and a `+` sign.
-fn lower_hex(text: &str) -> Option<u128> {
+/// Lower-case hex of at most 32 digits; `u128::from_str_radix` would also take upper case and a `+` sign. W3C's
+/// `traceparent` fields follow the same rule.
+pub(crate) fn lower_hex(text: &str) -> Option<u128> {
     text.bytes().try_fold(0u128, |value, byte| {
         let digit = match byte {
             b'0'..=b'9' => byte - b'0',
