@@ -47,7 +47,7 @@ pub(crate) const REPORT_INTERVAL: Duration = Duration::from_secs(10);
 pub(crate) trait Batch: Send + 'static {
     /// An empty batch with room for `spans` spans.
     fn with_room_for(spans: usize) -> Self;
-    /// Appends what [`BatchProcessor::push`] was given; `first` for the batch's first span.
+    /// Empties a posted batch, keeping its allocation for the next one.
     fn clear(&mut self);
     /// Ends the batch before it is posted.
     fn seal(&mut self) {}
