@@ -32,7 +32,8 @@ PORT=$kvstore_port target/debug/kvstore-standin &
 children+=($!)
 PORT=$issuer_port ISSUER_BASE_URL="http://localhost:$issuer_port" target/debug/issuer-standin &
 children+=($!)
-PORT=$port KVSTORE_URL="${KVSTORE_URL:-http://127.0.0.1:$kvstore_port}" target/debug/reference-service &
+PORT=$port KVSTORE_URL="${KVSTORE_URL:-http://127.0.0.1:$kvstore_port}" \
+  AUTH_ISSUER="${AUTH_ISSUER:-http://localhost:$issuer_port/auth/realms/ehealth}" target/debug/reference-service &
 children+=($!)
 # `wait -n` returns when a child ends or a trapped signal arrives (bash runs the trap at once, unlike for a
 # foreground child, which is why no child runs in the foreground).

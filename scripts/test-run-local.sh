@@ -40,6 +40,11 @@ run_once() {
     "localhost:$issuer_port/auth/realms/ehealth/protocol/openid-connect/token" \
     | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
   [ -n "$token" ] || { echo "no token from the issuer stand-in" >&2; exit 1; }
+  # Ready is not yet able to check tokens: the issuer's keys load in the background (503 until then).
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "localhost:$port/settings/greeting")" = 404 ]; do
+    ((SECONDS < deadline)) || { cat "$log" >&2; echo "the settings API never answered 404 for an absent key" >&2; exit 1; }
+    sleep 0.2
+  done
   curl -sf -H "Authorization: Bearer $token" -X PUT -H 'Content-Type: text/plain' -d hej \
     "localhost:$port/settings/greeting" >/dev/null
   [ "$(curl -sf -H "Authorization: Bearer $token" "localhost:$port/settings/greeting")" = hej ]

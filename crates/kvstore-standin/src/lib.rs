@@ -235,6 +235,9 @@ pub enum Failure {
     Error,
     /// `200 OK` with `Content-Type: application/json`, a body that is not JSON, and no `ETag`.
     InvalidBody,
+    /// `403 Forbidden` with a problem body: the store refusing a caller whose token is valid, as the real store
+    /// judges privileges of its own.
+    Forbidden,
 }
 
 impl StandIn {
@@ -351,6 +354,9 @@ async fn count_and_fault(State(standin): State<StandIn>, request: Request, next:
         )
             .into_response(),
         Some(Failure::Reset) => Response::new(Body::new(ResetBody)),
+        Some(Failure::Forbidden) => {
+            problem(StatusCode::FORBIDDEN, "fault injected by the stand-in").into_response()
+        }
     }
 }
 

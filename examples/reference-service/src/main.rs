@@ -1,12 +1,12 @@
 //! The reference telemedicine service: what a service built on telemed-kit looks like.
 //!
-//! Run with: `cargo run -p reference-service` (with `KVSTORE_URL` set; `scripts/run-local.sh` starts the
-//! key-value store stand-in and sets it for you).
+//! Run with: `cargo run -p reference-service` (with `KVSTORE_URL` and `AUTH_ISSUER` set; `scripts/run-local.sh`
+//! starts the key-value store and token issuer stand-ins and sets both for you).
 //!
 //! Routes:
 //! - `GET /`: the service's name and version.
-//! - `GET|PUT|DELETE /settings/{key}`: shared settings in the eHealth key-value store, read through a cache
-//!   (see [`settings`]).
+//! - `GET|PUT|DELETE /settings/{key}`: shared settings in the eHealth key-value store, read through a cache; a
+//!   valid access token to read, a privilege to write (see [`settings`]).
 
 mod settings;
 
@@ -17,6 +17,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 use telemed_kit::Service;
+use telemed_kit::auth::{Auth, AuthSettings};
 use telemed_kit::config::{Env, ServiceIdentity};
 use telemed_kit::health::Check;
 
@@ -35,15 +36,19 @@ async fn about(State(identity): State<ServiceIdentity>) -> Json<About> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let env = Env::process();
     let service =
         Service::from_env(telemed_kit::service_info!()).unwrap_or_else(|error| error.exit());
-    let settings = settings::Settings::from_env(&Env::process(), &service)
-        .unwrap_or_else(|error| error.exit());
+    let settings =
+        settings::Settings::from_env(&env, &service).unwrap_or_else(|error| error.exit());
+    let auth_settings = AuthSettings::from_env(&env).unwrap_or_else(|error| error.exit());
+    let auth = Auth::new(auth_settings, service.client(), &service.settings().cache);
+    let _key_refresh = auth.spawn_key_refresh();
     let kvstore = settings.kvstore().clone();
     let app = Router::new()
         .route("/", get(about))
         .with_state(service.settings().service.clone())
-        .merge(settings.routes());
+        .merge(settings.routes(&auth));
     service
         // Optional: the settings API is one part of the service; when the store is down, the other routes still
         // work, and taking every instance out of the load balancer at once would turn a partial outage into a
@@ -55,6 +60,9 @@ async fn main() -> ExitCode {
             })
             .optional(),
         )
+        // Optional for the same reason: `/` needs no token. Until the issuer's keys are loaded, the settings
+        // routes answer 503 (the token cannot be checked yet), never let a request through unchecked.
+        .check(auth.readiness_check().optional())
         .run(app)
         .await
 }

@@ -7,10 +7,15 @@
 //!   value when their entry expires, within the TTL (30 s, plus at most 10 % jitter).
 //! - `DELETE` with `If-Match` deletes it.
 //!
-//! Every call relays the caller's bearer token to the store, which decides what the caller may do; the service
-//! itself turns away requests without one (401) before touching the cache, so that a cached value is never
-//! handed to an unauthenticated caller. Values are configuration shared by every user, never personal data, so
-//! one cache entry may serve every authenticated caller.
+//! Who may call: every request needs a valid eHealth access token (verified by `telemed_kit::auth`: 401
+//! otherwise, before the cache or the store is touched, so that a cached value is never handed to an
+//! unauthenticated caller); `PUT` and `DELETE` also need the privilege `SETTINGS_WRITE_PRIVILEGE` (default
+//! `Settings.write`: 403 naming it otherwise). Values are configuration shared by every user, never personal
+//! data, so one cache entry may serve every authenticated caller.
+//!
+//! Every call to the store relays the caller's token, and it is the verified one: the verifier refuses a request
+//! with more than one `Authorization` header, and the relay sends the request's only one. The store then
+//! decides what the caller may do there.
 //!
 //! Upstream failures answer 503 (unreachable), 504 (too slow) or 502 (an error or a broken answer), log an
 //! `alert` line each, and an `alarm` line when they persist ([`UpstreamHealth`]). They are counted per call to
@@ -30,7 +35,8 @@ use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
+use telemed_kit::auth::{Auth as TokenVerifier, Caller, RequirePrivilegeLayer};
 use telemed_kit::cache::{Cache, CachePolicy, Capacity};
 use telemed_kit::config::Env;
 use telemed_kit::http::Problem;
@@ -45,6 +51,8 @@ const CACHE_TTL: Duration = Duration::from_secs(30);
 const CACHE_ENTRIES: u64 = 10_000;
 /// Consecutive upstream failures after which an `alarm` line asks for manual action.
 const ALARM_AFTER_FAILURES: u32 = 5;
+/// The privilege writes need unless `SETTINGS_WRITE_PRIVILEGE` names another.
+const DEFAULT_WRITE_PRIVILEGE: &str = "Settings.write";
 
 /// The settings API's dependencies.
 #[derive(Clone)]
@@ -52,10 +60,18 @@ pub(crate) struct Settings {
     kvstore: KvStore,
     cache: Cache<String, Arc<Entry>, KvError>,
     upstream: Arc<UpstreamHealth>,
+    write_privilege: String,
+}
+
+/// A privilege name as Keycloak roles are written: 1 to 128 visible ASCII characters, no spaces.
+fn privilege(raw: &str) -> Option<String> {
+    (!raw.is_empty() && raw.len() <= 128 && raw.bytes().all(|byte| byte.is_ascii_graphic()))
+        .then(|| raw.to_owned())
 }
 
 impl Settings {
-    /// Reads `KVSTORE_URL` and `KVSTORE_APPLICATION`; the cache follows the kit's `CACHE_DISABLED`.
+    /// Reads `KVSTORE_URL`, `KVSTORE_APPLICATION` and `SETTINGS_WRITE_PRIVILEGE`; the cache follows the kit's
+    /// `CACHE_DISABLED`.
     pub(crate) fn from_env(env: &Env, service: &Service) -> Result<Self, ServiceError> {
         let kvstore = KvStore::new(
             KvStoreSettings::from_env(env, &service.settings().service)?,
@@ -65,10 +81,18 @@ impl Settings {
         let cache = Cache::new("settings", policy, &service.settings().cache).map_err(|error| {
             telemed_kit::ConfigError::invalid("CACHE_DISABLED", "", error.to_string())
         })?;
+        let write_privilege = env
+            .parse_with(
+                "SETTINGS_WRITE_PRIVILEGE",
+                "a privilege name such as Settings.write (1 to 128 visible ASCII characters, no spaces)",
+                privilege,
+            )?
+            .unwrap_or_else(|| DEFAULT_WRITE_PRIVILEGE.to_owned());
         Ok(Self {
             kvstore,
             cache,
             upstream: Arc::new(UpstreamHealth::default()),
+            write_privilege,
         })
     }
 
@@ -77,12 +101,16 @@ impl Settings {
         &self.kvstore
     }
 
-    /// The routes.
-    pub(crate) fn routes(self) -> Router {
+    /// The routes, verifying tokens with `verifier`.
+    pub(crate) fn routes(self, verifier: &TokenVerifier) -> Router {
+        let writes = put(write)
+            .delete(remove)
+            .route_layer(RequirePrivilegeLayer::new(self.write_privilege.clone()));
         Router::new()
-            .route("/settings/{key}", get(read).put(write).delete(remove))
+            .route("/settings/{key}", get(read).merge(writes))
             .layer(DefaultBodyLimit::max(MAX_VALUE_BYTES))
             .route_layer(middleware::from_fn(refuse_declared_oversize))
+            .layer(verifier.layer())
             .with_state(self)
     }
 
@@ -190,32 +218,14 @@ impl UpstreamHealth {
     }
 }
 
-/// The answer for a request without a bearer token (401) or with an invalid key (400), if it is one.
-fn rejection(headers: &HeaderMap, key: &str) -> Option<Response> {
-    let has_bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split_once(' '))
-        .is_some_and(|(scheme, token)| {
-            scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()
-        });
-    if !has_bearer {
-        let mut response = Problem::new(StatusCode::UNAUTHORIZED)
-            .detail("authentication is required")
-            .into_response();
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return Some(response);
-    }
-    if !valid_key(key) {
-        return Some(
-            Problem::new(StatusCode::BAD_REQUEST)
-                .detail("a key is 1 to 128 characters of A-Z a-z 0-9 . _ -")
-                .into_response(),
-        );
-    }
-    None
+/// 400 for an invalid key. (Tokens are checked before: by the `Caller` extractor for reads, by the privilege
+/// layer for writes.)
+fn invalid_key(key: &str) -> Option<Response> {
+    (!valid_key(key)).then(|| {
+        Problem::new(StatusCode::BAD_REQUEST)
+            .detail("a key is 1 to 128 characters of A-Z a-z 0-9 . _ -")
+            .into_response()
+    })
 }
 
 fn entry_response(status: StatusCode, entry: &Entry) -> Response {
@@ -234,12 +244,14 @@ fn entry_response(status: StatusCode, entry: &Entry) -> Response {
         .into_response()
 }
 
+// `Caller` is extracted for its check alone: any valid token may read, and what a read returns does not depend
+// on who asks.
 async fn read(
     State(settings): State<Settings>,
+    _caller: Caller,
     Path(key): Path<String>,
-    headers: HeaderMap,
 ) -> Response {
-    if let Some(response) = rejection(&headers, &key) {
+    if let Some(response) = invalid_key(&key) {
         return response;
     }
     let (kvstore, upstream) = (settings.kvstore.clone(), settings.upstream.clone());
@@ -263,7 +275,7 @@ async fn write(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(response) = rejection(&headers, &key) {
+    if let Some(response) = invalid_key(&key) {
         return response;
     }
     let Some(media_type) = headers
@@ -330,7 +342,7 @@ async fn remove(
     Path(key): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(response) = rejection(&headers, &key) {
+    if let Some(response) = invalid_key(&key) {
         return response;
     }
     let Some(if_match) = headers

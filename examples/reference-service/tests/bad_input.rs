@@ -19,7 +19,10 @@ use common::{
     raw_request, start_service, text, wait_for_lines,
 };
 
-const AUTH: (&str, &[u8]) = ("Authorization", b"Bearer test-token");
+/// The `Authorization` header of a valid token that may read and write.
+fn auth() -> (&'static str, &'static [u8]) {
+    ("Authorization", common::token().as_bytes())
+}
 const TEXT: (&str, &[u8]) = ("Content-Type", b"text/plain");
 const JSON: (&str, &[u8]) = ("Content-Type", b"application/json");
 const STORED: &str = "present value";
@@ -84,7 +87,7 @@ fn request(
 }
 
 fn get_present(headers: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut all = vec![AUTH];
+    let mut all = vec![auth()];
     all.extend_from_slice(headers);
     request("GET", "/settings/present", &all, b"")
 }
@@ -145,14 +148,19 @@ fn table() -> Vec<Case> {
             request(
                 "GET",
                 [b"/settings/".as_slice(), &long(70_000)].concat(),
-                &[AUTH],
+                &[auth()],
                 b"",
             ),
             Status(431),
         ),
         case(
             "body over 64 KiB",
-            request("PUT", "/settings/big", &[AUTH, TEXT], &long(64 * 1024 + 1)),
+            request(
+                "PUT",
+                "/settings/big",
+                &[auth(), TEXT],
+                &long(64 * 1024 + 1),
+            ),
             Status(413),
         ),
         case(
@@ -160,7 +168,7 @@ fn table() -> Vec<Case> {
             request(
                 "PUT",
                 "/settings/big",
-                &[AUTH, TEXT, ("Content-Length", b"1073741824")],
+                &[auth(), TEXT, ("Content-Length", b"1073741824")],
                 b"",
             ),
             Status(413),
@@ -256,22 +264,22 @@ fn table() -> Vec<Case> {
         // Paths.
         case(
             "invalid UTF-8 bytes in the path",
-            request("GET", b"/settings/\xff\xfe", &[AUTH], b""),
+            request("GET", b"/settings/\xff\xfe", &[auth()], b""),
             Status(400),
         ),
         case(
             "percent-encoded invalid UTF-8",
-            request("GET", "/settings/%FF%FE", &[AUTH], b""),
+            request("GET", "/settings/%FF%FE", &[auth()], b""),
             Status(400),
         ),
         case(
             "invalid percent-encoding",
-            request("GET", "/settings/%zz", &[AUTH], b""),
+            request("GET", "/settings/%zz", &[auth()], b""),
             Status(400),
         ),
         case(
             "truncated percent-encoding",
-            request("GET", "/settings/abc%", &[AUTH], b""),
+            request("GET", "/settings/abc%", &[auth()], b""),
             Status(400),
         ),
         case(
@@ -279,50 +287,55 @@ fn table() -> Vec<Case> {
             request(
                 "GET",
                 "/settings/MARKER-PATH%0A%22injected%22",
-                &[AUTH],
+                &[auth()],
                 b"",
             ),
             Status(400),
         ),
         case(
             "path traversal `..` out of /settings",
-            request("GET", "/settings/../healthz", &[AUTH], b""),
+            request("GET", "/settings/../healthz", &[auth()], b""),
             Status(404),
         ),
         case(
             "a second path segment",
-            request("GET", "/settings/a/b", &[AUTH], b""),
+            request("GET", "/settings/a/b", &[auth()], b""),
             Status(404),
         ),
         case(
             "empty key",
-            request("GET", "/settings/", &[AUTH], b""),
+            request("GET", "/settings/", &[auth()], b""),
             Status(404),
         ),
         case(
             "absolute-form target naming another host",
-            request("GET", "http://evil.example/settings/present", &[AUTH], b""),
+            request(
+                "GET",
+                "http://evil.example/settings/present",
+                &[auth()],
+                b"",
+            ),
             Checked(200, served),
         ),
         // Bodies and their framing.
         case(
             "invalid JSON with application/json",
-            request("PUT", "/settings/doc", &[AUTH, JSON], b"{\"a\": "),
+            request("PUT", "/settings/doc", &[auth(), JSON], b"{\"a\": "),
             Status(400),
         ),
         case(
             "empty body with application/json",
-            request("PUT", "/settings/doc", &[AUTH, JSON], b""),
+            request("PUT", "/settings/doc", &[auth(), JSON], b""),
             Status(400),
         ),
         case(
             "invalid UTF-8 with text/plain",
-            request("PUT", "/settings/doc", &[AUTH, TEXT], b"\xc3\x28"),
+            request("PUT", "/settings/doc", &[auth(), TEXT], b"\xc3\x28"),
             Status(400),
         ),
         case(
             "no Content-Type",
-            request("PUT", "/settings/doc", &[AUTH], b"v"),
+            request("PUT", "/settings/doc", &[auth()], b"v"),
             Status(415),
         ),
         case(
@@ -330,7 +343,7 @@ fn table() -> Vec<Case> {
             request(
                 "PUT",
                 "/settings/doc",
-                &[AUTH, ("Content-Type", b"text/html")],
+                &[auth(), ("Content-Type", b"text/html")],
                 b"<p>",
             ),
             Status(415),
@@ -341,7 +354,7 @@ fn table() -> Vec<Case> {
                 "PUT",
                 "/settings/doc",
                 &[
-                    AUTH,
+                    auth(),
                     ("Content-Type", b"application/json; charset=iso-8859-1"),
                 ],
                 b"{}",
@@ -353,7 +366,7 @@ fn table() -> Vec<Case> {
             request(
                 "PUT",
                 "/settings/doc",
-                &[AUTH, ("Content-Type", b"multipart/form-data; boundary=x")],
+                &[auth(), ("Content-Type", b"multipart/form-data; boundary=x")],
                 b"--x--",
             ),
             Status(415),
@@ -363,7 +376,7 @@ fn table() -> Vec<Case> {
             request(
                 "PUT",
                 "/settings/present",
-                &[AUTH, TEXT, ("If-Match", b"no-quotes")],
+                &[auth(), TEXT, ("If-Match", b"no-quotes")],
                 b"v",
             ),
             Status(400),
@@ -373,7 +386,7 @@ fn table() -> Vec<Case> {
             request(
                 "PUT",
                 "/settings/doc",
-                &[AUTH, TEXT, ("Content-Length", b"abc")],
+                &[auth(), TEXT, ("Content-Length", b"abc")],
                 b"",
             ),
             Status(400),
@@ -384,7 +397,7 @@ fn table() -> Vec<Case> {
                 "PUT",
                 "/settings/doc",
                 &[
-                    AUTH,
+                    auth(),
                     TEXT,
                     ("Content-Length", b"1"),
                     ("Content-Length", b"2"),
@@ -398,7 +411,7 @@ fn table() -> Vec<Case> {
             request(
                 "PUT",
                 "/settings/doc",
-                &[AUTH, TEXT, ("Transfer-Encoding", b"gzip")],
+                &[auth(), TEXT, ("Transfer-Encoding", b"gzip")],
                 b"v",
             ),
             Status(400),
@@ -409,7 +422,7 @@ fn table() -> Vec<Case> {
                 "PUT",
                 "/settings/framed-twice",
                 &[
-                    AUTH,
+                    auth(),
                     TEXT,
                     ("Content-Length", b"3"),
                     ("Transfer-Encoding", b"chunked"),
@@ -431,7 +444,7 @@ fn table() -> Vec<Case> {
         ),
         case(
             "unknown method",
-            request("BREW", "/settings/present", &[AUTH], b""),
+            request("BREW", "/settings/present", &[auth()], b""),
             Status(405),
         ),
         // Slow clients.
@@ -446,7 +459,7 @@ fn table() -> Vec<Case> {
                 "PUT",
                 "/settings/slow",
                 &[
-                    AUTH,
+                    auth(),
                     ("content-type", b"text/plain"),
                     ("content-length", b"100"),
                 ],
@@ -469,7 +482,7 @@ fn table() -> Vec<Case> {
     ] {
         cases.push(case(
             format!("key {key:.20}"),
-            request("GET", format!("/settings/{key}"), &[AUTH], b""),
+            request("GET", format!("/settings/{key}"), &[auth()], b""),
             Status(400),
         ));
     }
@@ -584,7 +597,7 @@ fn hostile_and_malformed_input_gets_its_status_and_harms_nothing() {
         "GET",
         "/settings/present",
         &[
-            ("Authorization", "Bearer test-token"),
+            ("Authorization", common::token()),
             ("x-request-id", "bad-input-end"),
         ],
         b"",
@@ -625,7 +638,8 @@ fn hostile_and_malformed_input_gets_its_status_and_harms_nothing() {
         );
     }
     for raw in service.lines() {
-        for needle in ["MARKER-LF", "MARKER-PATH", "passwd", "%2e%2e", "test-token"] {
+        let token = common::token().trim_start_matches("Bearer ");
+        for needle in ["MARKER-LF", "MARKER-PATH", "passwd", "%2e%2e", token] {
             assert!(!raw.contains(needle), "{needle:?} reached the log: {raw}");
         }
     }

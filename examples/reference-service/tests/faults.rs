@@ -14,9 +14,9 @@ use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use common::{
-    StandInServer, TOKEN, WAIT, assert_problem, cache_disabled, call, closed_port, delete_setting,
+    StandInServer, WAIT, assert_problem, cache_disabled, call, closed_port, delete_setting,
     get_setting, put_setting, resident_bytes, service_command, service_env, start_service, text,
-    wait_for_lines, wait_for_store_up,
+    token, wait_for_lines, wait_for_store_up,
 };
 use kvstore_standin::{Failure, Faults};
 use serde_json::Value;
@@ -298,7 +298,7 @@ fn read_within_a_second(service: &ServiceProcess) {
         service.addr(),
         "GET",
         "/settings/traced",
-        &[("Authorization", TOKEN)],
+        &[("Authorization", token())],
         b"",
         Duration::from_secs(1),
     )
@@ -495,7 +495,7 @@ fn a_stdout_nobody_reads_costs_log_lines_not_availability_or_memory() {
     let created = call(
         "PUT",
         "/settings/burst",
-        &[("Authorization", TOKEN), ("Content-Type", "text/plain")],
+        &[("Authorization", token()), ("Content-Type", "text/plain")],
         b"v1",
     );
     assert_eq!(created.status, 201);
@@ -520,7 +520,7 @@ fn a_stdout_nobody_reads_costs_log_lines_not_availability_or_memory() {
                     for _ in 0..BURST / TASKS {
                         let response = client
                             .get(&url)
-                            .header("Authorization", TOKEN)
+                            .header("Authorization", token())
                             .timeout(Duration::from_secs(10))
                             .send()
                             .await
@@ -550,7 +550,7 @@ fn a_stdout_nobody_reads_costs_log_lines_not_availability_or_memory() {
         "PUT",
         "/settings/burst",
         &[
-            ("Authorization", TOKEN),
+            ("Authorization", token()),
             ("Content-Type", "text/plain"),
             ("If-Match", created.header("etag").unwrap()),
         ],

@@ -1,15 +1,17 @@
 //! The settings API against the key-value store stand-in, through real processes: conditional writes with
-//! ETags, authentication relayed to the store, input checked before the store is called, and two instances
-//! sharing one store without losing a write.
+//! ETags, tokens verified against the issuer stand-in and the verified token relayed to the store, the write
+//! privilege, input checked before the store is called, and two instances sharing one store without losing a
+//! write.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use common::{
-    StandInServer, TOKEN, assert_problem, cache_disabled, call, delete_setting, get_setting,
-    put_setting, start_service,
+    StandInServer, assert_problem, cache_disabled, call, delete_setting, get_setting, issuer,
+    put_setting, reader_token, start_service, token,
 };
+use kvstore_standin::{Failure, Faults};
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
@@ -99,7 +101,7 @@ fn create_read_update_and_delete_follow_the_etags() {
         "PUT",
         "/settings/limits.v1",
         &[
-            ("Authorization", TOKEN),
+            ("Authorization", token()),
             ("Content-Type", "application/json"),
         ],
         json,
@@ -111,17 +113,39 @@ fn create_read_update_and_delete_follow_the_etags() {
 }
 
 #[test]
-fn a_bearer_token_is_required_and_relayed_for_the_store_to_decide() {
+fn a_verified_token_is_required_and_is_the_one_relayed_to_the_store() {
     let store = StandInServer::start();
     let service = start_service(&store.url(), &[]);
     let etag = store.create("shared", TEXT, "value");
     let before = store.calls();
 
-    let unauthenticated: [&[(&str, &str)]; 4] = [
+    // Signed by a key the issuer never published: a forged token.
+    let forger = issuer_standin::IssuerStandIn::new(&issuer().standin.issuer("")).unwrap();
+    let forged = format!(
+        "Bearer {}",
+        forger.token(common::REALM, "practitioner").unwrap()
+    );
+    let expired_claims = {
+        let mut claims = issuer()
+            .standin
+            .user_claims(common::REALM, "practitioner", "Tests", 60)
+            .unwrap();
+        claims["exp"] = serde_json::json!(1_000_000_000);
+        claims
+    };
+    let expired = format!("Bearer {}", issuer().standin.sign(&expired_claims).unwrap());
+    let unauthenticated: [&[(&str, &str)]; 7] = [
         &[],
         &[("Authorization", "Basic dXNlcjpwYXNz")],
-        &[("Authorization", "Bearer")],
         &[("Authorization", "Bearer    ")],
+        &[("Authorization", "Bearer test-token")],
+        &[("Authorization", forged.as_str())],
+        &[("Authorization", expired.as_str())],
+        // Two headers, each a valid token: which one would be relayed? Neither: refused.
+        &[
+            ("Authorization", token()),
+            ("Authorization", reader_token()),
+        ],
     ];
     for headers in unauthenticated {
         for method in ["GET", "PUT", "DELETE"] {
@@ -129,11 +153,14 @@ fn a_bearer_token_is_required_and_relayed_for_the_store_to_decide() {
             headers.push(("Content-Type", TEXT));
             headers.push(("If-Match", etag.as_str()));
             let response = call(&service, method, "/settings/shared", &headers, b"new");
-            let context = format!("{method} with {headers:?}");
+            let context = format!(
+                "{method} with {} Authorization header(s)",
+                headers.len() - 2
+            );
             assert_problem(&response, 401, &[], &context);
             assert_eq!(
                 response.header("www-authenticate"),
-                Some("Bearer"),
+                Some(r#"Bearer error="invalid_token""#),
                 "{context}"
             );
         }
@@ -141,54 +168,87 @@ fn a_bearer_token_is_required_and_relayed_for_the_store_to_decide() {
     assert_eq!(
         store.calls(),
         before,
-        "a request without a bearer never reaches the store or the cache"
+        "a request without a valid token never reaches the store or the cache"
     );
 
-    // The store refuses the token `forbidden`; the service passes its 403 on. (A GET of a key this instance
-    // has cached is answered from the cache to any authenticated caller: settings are shared, non-personal
-    // configuration. So the GET here is of a key nobody has read through the service.)
-    let forbidden = [
-        ("Authorization", "Bearer forbidden"),
-        ("Content-Type", TEXT),
-    ];
-    assert_problem(
-        &call(&service, "GET", "/settings/shared", &forbidden, b""),
-        403,
-        &[],
-        "GET with a refused token",
-    );
-    assert_problem(
-        &call(
-            &service,
-            "PUT",
-            "/settings/created-by-nobody",
-            &forbidden,
-            b"x",
-        ),
-        403,
-        &[],
-        "create with a refused token",
-    );
-    let mut update = forbidden.to_vec();
+    // A valid token without the write privilege reads, and is refused writes by name, before the store.
+    let reader = [("Authorization", reader_token()), ("Content-Type", TEXT)];
+    let read = call(&service, "GET", "/settings/shared", &reader, b"");
+    assert_eq!((read.status, read.body.as_str()), (200, "value"));
+    let mut update = reader.to_vec();
     update.push(("If-Match", etag.as_str()));
-    assert_problem(
-        &call(&service, "PUT", "/settings/shared", &update, b"x"),
-        403,
-        &[],
-        "update with a refused token",
-    );
-    assert_problem(
-        &call(&service, "DELETE", "/settings/shared", &update, b""),
-        403,
-        &[],
-        "delete with a refused token",
-    );
-    let stored = store.read("shared");
+    for (method, path, headers) in [
+        ("PUT", "/settings/created-by-a-reader", &reader[..]),
+        ("PUT", "/settings/shared", &update[..]),
+        ("DELETE", "/settings/shared", &update[..]),
+    ] {
+        let response = call(&service, method, path, headers, b"x");
+        let context = format!("{method} {path} by a reader");
+        assert_problem(&response, 403, &[], &context);
+        assert!(
+            response.body.contains("Settings.write"),
+            "{context}: {}",
+            response.body
+        );
+    }
+    let calls_after_reads = store.calls();
+
+    // What the store received is exactly the verified token of the request, never another.
+    let written = put_setting(&service, "shared", "by the writer", Some(&etag));
+    assert_eq!(written.status, 200, "{}", written.body);
     assert_eq!(
-        (stored.body.as_str(), stored.header("etag")),
-        ("value", Some(etag.as_str()))
+        store.calls(),
+        calls_after_reads + 1,
+        "the refused writes never reached the store"
     );
+    let relayed = store.probe.authorizations();
+    assert_eq!(relayed.last().map(String::as_str), Some(token()));
+    assert!(
+        relayed
+            .iter()
+            .all(|value| value == token() || value == reader_token()),
+        "only verified tokens reach the store: {relayed:?}"
+    );
+
+    // The store may still refuse a verified caller (its own privileges); the service passes its 403 on. (A
+    // GET of a key this instance has cached is answered from the cache to any authenticated caller: settings
+    // are shared, non-personal configuration. So the GET here is of a key nobody has read through the service.)
+    store.create("uncached", TEXT, "value");
+    store
+        .standin
+        .set_faults(Faults::failure(Failure::Forbidden));
+    assert_problem(
+        &get_setting(&service, "uncached"),
+        403,
+        &[],
+        "GET refused by the store",
+    );
+    assert_problem(
+        &put_setting(&service, "created-by-nobody", "x", None),
+        403,
+        &[],
+        "create refused by the store",
+    );
+    store.standin.clear_faults();
     assert_eq!(store.read("created-by-nobody").status, 404);
+}
+
+#[test]
+fn the_write_privilege_is_the_configured_one() {
+    let store = StandInServer::start();
+    let service = start_service(
+        &store.url(),
+        &[("SETTINGS_WRITE_PRIVILEGE", "Settings.admin")],
+    );
+    let refused = put_setting(&service, "theme", "dark", None);
+    assert_problem(&refused, 403, &[], "a writer without Settings.admin");
+    assert!(refused.body.contains("Settings.admin"), "{}", refused.body);
+    assert_eq!(store.read("theme").status, 404);
+    assert_eq!(
+        get_setting(&service, "theme").status,
+        404,
+        "reading needs no privilege"
+    );
 }
 
 #[test]
@@ -222,7 +282,7 @@ fn keys_sizes_and_media_types_are_checked_before_the_store_is_called() {
                 method,
                 &path,
                 &[
-                    ("Authorization", TOKEN),
+                    ("Authorization", token()),
                     ("Content-Type", TEXT),
                     ("If-Match", "\"x\""),
                 ],
@@ -233,7 +293,7 @@ fn keys_sizes_and_media_types_are_checked_before_the_store_is_called() {
     }
 
     let put = |key: &str, content_type: Option<&str>, body: &[u8]| {
-        let mut headers = vec![("Authorization", TOKEN)];
+        let mut headers = vec![("Authorization", token())];
         if let Some(content_type) = content_type {
             headers.push(("Content-Type", content_type));
         }
@@ -280,7 +340,7 @@ fn keys_sizes_and_media_types_are_checked_before_the_store_is_called() {
             "PUT",
             "/settings/conditional",
             &[
-                ("Authorization", TOKEN),
+                ("Authorization", token()),
                 ("Content-Type", TEXT),
                 ("If-Match", if_match),
             ],

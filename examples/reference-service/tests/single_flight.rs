@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{StandInServer, TOKEN, WAIT, cache_disabled, split_response, start_service};
+use common::{StandInServer, WAIT, cache_disabled, split_response, start_service};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -41,7 +41,8 @@ fn a_thousand_concurrent_reads_of_a_cold_key_make_one_read_at_the_store() {
             connections.push(TcpStream::connect(addr).await.unwrap());
         }
         let request = format!(
-            "GET /settings/hot HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {TOKEN}\r\nConnection: close\r\n\r\n"
+            "GET /settings/hot HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+            common::token()
         );
         for connection in &mut connections {
             connection.write_all(request.as_bytes()).await.unwrap();

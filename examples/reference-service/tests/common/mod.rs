@@ -1,6 +1,6 @@
 //! Shared harness for the reference service's process tests: the key-value store stand-in served inside the
-//! test process, the service binary started as a real process against it, and helpers for requests, problem
-//! bodies and log lines.
+//! test process, the token issuer stand-in every service trusts ([`issuer`], [`token`]), the service binary
+//! started as a real process against both, and helpers for requests, problem bodies and log lines.
 //!
 //! The stand-in runs on its own tokio runtime on its own threads, so that a test can stop it (the port closes,
 //! every connection drops) and start it again on the same port with the same values, and so that blocking test
@@ -17,13 +17,14 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use issuer_standin::IssuerStandIn;
 use kvstore_standin::StandIn;
 use serde_json::Value;
 use telemed_kit::testing::{HttpResponse, ServiceProcess, http_request};
@@ -32,8 +33,8 @@ use telemed_kit::testing::{HttpResponse, ServiceProcess, http_request};
 pub const BIN: &str = env!("CARGO_BIN_EXE_reference-service");
 /// The `{application}` the service uses at the store: its name.
 pub const APPLICATION: &str = "reference-service";
-/// A bearer token the stand-in accepts.
-pub const TOKEN: &str = "Bearer test-token";
+/// The realm whose tokens the services under test accept.
+pub const REALM: &str = "ehealth";
 /// Time limit of one request made by a test; far above any answer the service should take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time limit for a log line or a state the test waits for.
@@ -55,6 +56,11 @@ pub fn cache_disabled() -> bool {
 /// `LOG_FORMAT=pretty`) cannot change what a test sees; the test sets what it needs.
 const KIT_VARIABLES: &[&str] = &[
     "PORT",
+    "AUTH_ISSUER",
+    "AUTH_JWKS_URL",
+    "AUTH_AUDIENCE",
+    "AUTH_LEEWAY",
+    "SETTINGS_WRITE_PRIVILEGE",
     "KVSTORE_URL",
     "KVSTORE_APPLICATION",
     "CACHE_DISABLED",
@@ -74,12 +80,13 @@ const KIT_VARIABLES: &[&str] = &[
     "SHUTDOWN_GRACE_PERIOD",
 ];
 
-/// The environment every service gets, before the test's own `extra` (which wins): the store, this run's
-/// `CACHE_DISABLED`, no shutdown delay (tests kill or stop the process themselves), and a readiness check
-/// every 200 ms so that readiness follows the store quickly.
+/// The environment every service gets, before the test's own `extra` (which wins): the store, the issuer
+/// stand-in, this run's `CACHE_DISABLED`, no shutdown delay (tests kill or stop the process themselves), and a
+/// readiness check every 200 ms so that readiness follows the store quickly.
 pub fn service_env(kvstore_url: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut env = vec![
         ("KVSTORE_URL".to_owned(), kvstore_url.to_owned()),
+        ("AUTH_ISSUER".to_owned(), issuer().standin.issuer(REALM)),
         ("CACHE_DISABLED".to_owned(), cache_disabled().to_string()),
         ("SHUTDOWN_DELAY".to_owned(), "0s".to_owned()),
         ("READINESS_CHECK_INTERVAL".to_owned(), "200ms".to_owned()),
@@ -119,6 +126,12 @@ pub fn start_service(kvstore_url: &str, extra: &[(&str, &str)]) -> ServiceProces
                 service.lines()
             )
         });
+    // Tokens can be checked once the issuer's keys are in: before, the settings routes answer 503.
+    wait_for_lines(&service, "the issuer's keys to be loaded", |lines| {
+        lines
+            .iter()
+            .any(|line| line["check"] == "auth-keys" && line["body"] == "readiness check is up")
+    });
     let pass_through = json_lines(&service)
         .iter()
         .any(|line| text(line, "body").starts_with("CACHE_DISABLED"));
@@ -149,6 +162,8 @@ pub struct Probe {
     inner: Arc<(Mutex<ProbeState>, Condvar)>,
     /// True while `GET`s are held; the held requests wait on it.
     gate_closed: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The `Authorization` values of the requests under `/properties/`, in arrival order.
+    authorizations: Arc<Mutex<Vec<String>>>,
 }
 
 impl Default for Probe {
@@ -156,6 +171,7 @@ impl Default for Probe {
         Self {
             inner: Arc::default(),
             gate_closed: Arc::new(tokio::sync::watch::Sender::new(false)),
+            authorizations: Arc::default(),
         }
     }
 }
@@ -200,6 +216,11 @@ impl Probe {
     pub fn open_gate(&self) {
         self.gate_closed.send_replace(false);
     }
+
+    /// The `Authorization` values the store has received so far (one entry per header line).
+    pub fn authorizations(&self) -> Vec<String> {
+        self.authorizations.lock().unwrap().clone()
+    }
 }
 
 struct InFlight(Probe, bool);
@@ -220,6 +241,13 @@ async fn observe(State(probe): State<Probe>, request: Request, next: Next) -> Re
     if !request.uri().path().starts_with("/properties/") {
         return next.run(request).await;
     }
+    probe.authorizations.lock().unwrap().extend(
+        request
+            .headers()
+            .get_all(axum::http::header::AUTHORIZATION)
+            .iter()
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned()),
+    );
     let mut gate = probe.gate_closed.subscribe();
     let gated = request.method() == Method::GET && *gate.borrow_and_update();
     probe.update(|state| {
@@ -329,7 +357,7 @@ impl StandInServer {
             self.addr(),
             "GET",
             &Self::path(key),
-            &[("Authorization", TOKEN)],
+            &[("Authorization", token())],
             b"",
             REQUEST_TIMEOUT,
         )
@@ -342,7 +370,7 @@ impl StandInServer {
             self.addr(),
             "POST",
             &Self::path(key),
-            &[("Authorization", TOKEN), ("Content-Type", content_type)],
+            &[("Authorization", token()), ("Content-Type", content_type)],
             value.as_bytes(),
             REQUEST_TIMEOUT,
         )
@@ -358,6 +386,71 @@ impl Drop for StandInServer {
             runtime.shutdown_background();
         }
     }
+}
+
+/// The token issuer stand-in, served on 127.0.0.1 by its own runtime for the whole test binary.
+pub struct IssuerServer {
+    /// The stand-in: its keys, and tokens signed with them.
+    pub standin: IssuerStandIn,
+    writer: String,
+    reader: String,
+    _runtime: tokio::runtime::Runtime,
+}
+
+/// How long the harness's tokens live: longer than any test binary runs.
+const TOKEN_LIFETIME_SECS: u64 = 3600;
+
+impl IssuerServer {
+    fn start() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("issuer")
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0)))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let standin = IssuerStandIn::new(&format!("http://127.0.0.1:{port}")).unwrap();
+        let router = standin.router();
+        runtime.spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        let bearer = |username: &str| {
+            let claims = standin
+                .user_claims(
+                    REALM,
+                    username,
+                    "ReferenceServiceTests",
+                    TOKEN_LIFETIME_SECS,
+                )
+                .unwrap();
+            format!("Bearer {}", standin.sign(&claims).unwrap())
+        };
+        Self {
+            writer: bearer("practitioner"),
+            reader: bearer("patient"),
+            standin,
+            _runtime: runtime,
+        }
+    }
+}
+
+/// The issuer stand-in every service started by [`start_service`] trusts (`AUTH_ISSUER`).
+pub fn issuer() -> &'static IssuerServer {
+    static ISSUER: OnceLock<IssuerServer> = OnceLock::new();
+    ISSUER.get_or_init(IssuerServer::start)
+}
+
+/// `Bearer <token>` of a practitioner: valid, with `Settings.write`, so it may read and write.
+pub fn token() -> &'static str {
+    &issuer().writer
+}
+
+/// `Bearer <token>` of a patient: valid, without `Settings.write`, so it may read but not write.
+pub fn reader_token() -> &'static str {
+    &issuer().reader
 }
 
 /// A request to the service on a fresh connection; panics if there is no answer within [`REQUEST_TIMEOUT`].
@@ -378,7 +471,7 @@ pub fn get_setting(service: &ServiceProcess, key: &str) -> HttpResponse {
         service,
         "GET",
         &format!("/settings/{key}"),
-        &[("Authorization", TOKEN)],
+        &[("Authorization", token())],
         b"",
     )
 }
@@ -391,7 +484,7 @@ pub fn put_setting(
     if_match: Option<&str>,
 ) -> HttpResponse {
     let mut headers = vec![
-        ("Authorization", TOKEN),
+        ("Authorization", token()),
         ("Content-Type", "text/plain; charset=utf-8"),
     ];
     if let Some(etag) = if_match {
@@ -408,7 +501,7 @@ pub fn put_setting(
 
 /// `DELETE /settings/{key}` with the test token and `If-Match` when given.
 pub fn delete_setting(service: &ServiceProcess, key: &str, if_match: Option<&str>) -> HttpResponse {
-    let mut headers = vec![("Authorization", TOKEN)];
+    let mut headers = vec![("Authorization", token())];
     if let Some(etag) = if_match {
         headers.push(("If-Match", etag));
     }
@@ -421,7 +514,8 @@ pub fn delete_setting(service: &ServiceProcess, key: &str, if_match: Option<&str
     )
 }
 
-/// Text that must never reach a client: where the store is, what failed inside, which library said so.
+/// Text that must never reach a client: where the store is, what failed inside, which library said so, and
+/// any token (a JWT's header starts `eyJ`, base64url of `{"`).
 pub const INTERNALS: &[&str] = &[
     "127.0.0.1",
     "localhost",
@@ -437,7 +531,7 @@ pub const INTERNALS: &[&str] = &[
     ".rs:",
     "src/",
     "Bearer",
-    "test-token",
+    "eyJ",
 ];
 
 /// Asserts that `body` names none of [`INTERNALS`] nor any of `also` (a port, a marker).
