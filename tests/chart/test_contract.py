@@ -86,7 +86,11 @@ def test_binary_without_kvstore_url_fails_at_startup(service_binary):
 
 def test_binary_defaults_match_the_chart(service_binary, defaults, pod_spec):
     # Nothing listens there: the key-value store check is optional, so the probes still pass (degraded).
-    service = kit_helpers.KitProcess([str(service_binary)], env={"KVSTORE_URL": "http://127.0.0.1:9"})
+    # Nor at the issuer: the keys check is optional too.
+    service = kit_helpers.KitProcess(
+        [str(service_binary)],
+        env={"KVSTORE_URL": "http://127.0.0.1:9", "AUTH_ISSUER": "http://127.0.0.1:9/auth/realms/ehealth"},
+    )
     try:
         line = service.wait_for(kit_helpers.listening)
         assert int(line["port"]) == defaults["containerPort"]

@@ -161,6 +161,7 @@ def test_config_reaches_the_environment(chart):
         "SHUTDOWN_DELAY": "5500ms",
         "METRICS_PORT": "9090",
         "KVSTORE_URL": "https://kvstore.exttest.ehealth.sundhed.dk",
+        "AUTH_ISSUER": "https://saml.exttest.ehealth.sundhed.dk/auth/realms/ehealth",
         "LOG_LEVEL": "debug",
         "OTEL_TRACES_SAMPLER_ARG": "0.25",
         "CACHE_DISABLED": "true",
@@ -168,6 +169,29 @@ def test_config_reaches_the_environment(chart):
         "EXTRA": "1",
     }
     assert "KVSTORE_APPLICATION" not in env, "null values leave the kit's default in force"
+
+
+@pytest.mark.parametrize("config, issuer", [
+    # The platform names the store and the token issuer after the same environment.
+    ({"KVSTORE_URL": "https://kvstore.inttest.ehealth.sundhed.dk"},
+     "https://saml.inttest.ehealth.sundhed.dk/auth/realms/ehealth"),
+    ({"KVSTORE_URL": "https://kvstore.preprod.ehealth.sundhed.dk/"},
+     "https://saml.preprod.ehealth.sundhed.dk/auth/realms/ehealth"),
+    # A value set wins, both realms included.
+    ({"KVSTORE_URL": "https://kvstore.prod.ehealth.sundhed.dk",
+      "AUTH_ISSUER": "https://saml.prod.ehealth.sundhed.dk/auth/realms/ehealth,"
+                     "https://saml.prod.ehealth.sundhed.dk/auth/realms/nemlogin"},
+     "https://saml.prod.ehealth.sundhed.dk/auth/realms/ehealth,"
+     "https://saml.prod.ehealth.sundhed.dk/auth/realms/nemlogin"),
+    # Anything that is not the platform's store names no environment: nothing is guessed.
+    ({"KVSTORE_URL": "https://kvstore.example"}, None),
+    ({"KVSTORE_URL": "http://kvstore.inttest.ehealth.sundhed.dk"}, None),
+    ({"KVSTORE_URL": "https://kvstore.inttest.ehealth.sundhed.dk.evil.example"}, None),
+    ({"KVSTORE_URL": "https://kvstore.inttest.ehealth.sundhed.dk/properties"}, None),
+])
+def test_the_issuer_follows_the_stores_environment_unless_set(chart, config, issuer):
+    env = kit_helpers.env_from_render(chart.objects(chart.render({"config": config})))
+    assert env.get("AUTH_ISSUER") == issuer
 
 
 def test_optional_features(chart):

@@ -59,6 +59,23 @@ milliseconds ("2500ms").
 {{- end -}}
 
 {{/*
+AUTH_ISSUER: the value set, or else the `ehealth` realm of the eHealth environment that KVSTORE_URL names
+(https://kvstore.<env>.ehealth.sundhed.dk gives https://saml.<env>.ehealth.sundhed.dk/auth/realms/ehealth: the
+platform names both hosts after the environment). The values of a release from before the service verified
+tokens then start the new binary unchanged (R12). Empty when neither gives it: a service that verifies tokens
+then exits 2 naming AUTH_ISSUER.
+*/}}
+{{- define "telemed.authIssuer" -}}
+{{- $config := .Values.config -}}
+{{- $store := "^https://kvstore\\.([a-z0-9-]+)\\.ehealth\\.sundhed\\.dk/?$" -}}
+{{- if not (kindIs "invalid" $config.AUTH_ISSUER) -}}
+{{- $config.AUTH_ISSUER -}}
+{{- else if and $config.KVSTORE_URL (regexMatch $store (toString $config.KVSTORE_URL)) -}}
+{{- regexReplaceAll $store (toString $config.KVSTORE_URL) "https://saml.${1}.ehealth.sundhed.dk/auth/realms/ehealth" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
 Rules between values that JSON Schema cannot express (it cannot compare two values). They mirror the kit's own
 startup checks (crates/telemed-kit/src/shutdown.rs), so a release that the kit would reject with exit code 2 is
 rejected by helm before it reaches the cluster.
