@@ -18,7 +18,7 @@ cd "$ROOT"
 
 step "tools"
 ensure_apt iproute2 util-linux
-ensure_venv scripts/requirements-telemetry.txt
+ensure_venv scripts/requirements-telemetry.txt scripts/requirements-auth.txt
 
 target_dir=$(cargo_target_dir)
 work="$target_dir/negative-controls"

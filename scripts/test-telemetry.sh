@@ -9,7 +9,7 @@ cd "$ROOT"
 
 step "tools"
 ensure_apt iproute2 util-linux
-ensure_venv scripts/requirements-telemetry.txt
+ensure_venv scripts/requirements-telemetry.txt scripts/requirements-auth.txt
 
 step "build reference-service"
 cargo build --locked -p reference-service

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from telemetry_support import ROOT, Services, Upstream, ZipkinSink
+from telemetry_support import ROOT, Services, Upstream, ZipkinSink, access_tokens
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -46,7 +46,14 @@ def sink() -> ZipkinSink:
 
 
 @pytest.fixture(scope="session")
-def services(binary: Path, upstream: Upstream, sink: ZipkinSink) -> Services:
-    farm = Services(binary, upstream, sink)
+def jwks() -> access_tokens.JwksServer:
+    server = access_tokens.JwksServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def services(binary: Path, upstream: Upstream, sink: ZipkinSink, jwks: access_tokens.JwksServer) -> Services:
+    farm = Services(binary, upstream, sink, jwks)
     yield farm
     farm.stop_all()

@@ -17,6 +17,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -27,15 +28,19 @@ from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
 
-# Planted secrets: none of them may reach stdout, an exported span or a response body.
-TOKEN = "eyJhbGciOiJSUzI1NiJ9.planted-bearer-secret.c2lnbmF0dXJl"
+import access_tokens  # noqa: E402 (tests/ is on the path only from here)
+
+# Planted secrets: none of them may reach stdout, an exported span or a response body. The bearer token is a
+# real one (the service verifies it): its payload and signature are the secret parts.
+TOKEN = access_tokens.token()
 COOKIE = "JSESSIONID=planted-cookie-secret-41c7"
 API_KEY = "planted-api-key-secret-9d2e"
 QUERY_TOKEN = "planted-query-token-secret-5a1f"
 CPR_PLAIN = "0101901234"
 CPR_DASHED = "010190-1234"
-SECRETS = (TOKEN.split(".")[1], COOKIE.split("=")[1], API_KEY, QUERY_TOKEN, CPR_PLAIN, CPR_DASHED)
+SECRETS = (TOKEN.split(".")[1], TOKEN.split(".")[2], COOKIE.split("=")[1], API_KEY, QUERY_TOKEN, CPR_PLAIN, CPR_DASHED)
 
 HEX_ID = re.compile(r"[0-9a-f]{16}|[0-9a-f]{32}")
 
@@ -275,6 +280,7 @@ class ServiceProcess:
         self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PORT": str(self.port), **env}
         self.lines: list[str] = []
         self._listening = threading.Event()
+        self._keys_loaded = threading.Event()
         self.process = subprocess.Popen(
             [str(binary)],
             env=self.env,
@@ -293,6 +299,10 @@ class ServiceProcess:
         if not self._listening.wait(20):
             self.process.kill()
             raise AssertionError(f"{label}: no 'listening' line within 20s:\n{''.join(self.lines)}")
+        # Until the issuer's keys are in, the settings routes answer 503: tests start once tokens can be checked.
+        if not self._keys_loaded.wait(20):
+            self.process.kill()
+            raise AssertionError(f"{label}: the issuer's keys were not loaded within 20s:\n{''.join(self.lines)}")
 
     def _read(self, stream: Any, name: str) -> None:
         for line in stream:
@@ -301,6 +311,8 @@ class ServiceProcess:
                 self.lines.append(line)
             if name == "stdout" and '"body":"listening"' in line:
                 self._listening.set()
+            if name == "stdout" and access_tokens.keys_loaded(line):
+                self._keys_loaded.set()
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM, as the kubelet sends it; waits for the exit and for both pipes to close."""
@@ -362,16 +374,18 @@ class Exchange:
 class Services:
     """Starts one service per distinct configuration, on first use, and keeps it for the session."""
 
-    def __init__(self, binary: Path, upstream: Upstream, sink: ZipkinSink):
+    def __init__(self, binary: Path, upstream: Upstream, sink: ZipkinSink, jwks: access_tokens.JwksServer):
         self.binary = binary
         self.upstream = upstream
         self.sink = sink
+        self.jwks = jwks
         self.running: dict[tuple[tuple[str, str], ...], ServiceProcess] = {}
         self.exit_codes: dict[str, int] = {}
 
     def base_env(self) -> dict[str, str]:
         return {
             "KVSTORE_URL": f"http://127.0.0.1:{self.upstream.port}",
+            **access_tokens.service_env(self.jwks),
             # Every read reaches the upstream, so that each request's forwarded headers can be inspected.
             "CACHE_DISABLED": "true",
             "SHUTDOWN_DELAY": "0s",

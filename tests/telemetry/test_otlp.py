@@ -18,6 +18,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from telemetry_support import (
+    TOKEN,
+    access_tokens,
     Seen,
     ServiceProcess,
     _Handler,
@@ -107,9 +109,10 @@ def receiver():
     server.close()
 
 
-def start(binary, upstream, receiver: OtlpReceiver, **env: str) -> ServiceProcess:
+def start(binary, upstream, jwks, receiver: OtlpReceiver, **env: str) -> ServiceProcess:
     full = {
         "KVSTORE_URL": f"http://127.0.0.1:{upstream.port}",
+        **access_tokens.service_env(jwks),
         "CACHE_DISABLED": "true",
         "SHUTDOWN_DELAY": "0s",
         "OTEL_TRACES_EXPORTER": "otlp",
@@ -126,9 +129,9 @@ def b3(trace_id: str, span_id: str, sampled: str) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("compression", ["gzip", "none"])
 def test_spans_arrive_as_otlp_with_the_ids_kinds_status_resource_and_headers(
-        binary, upstream, receiver, compression):
+        binary, upstream, jwks, receiver, compression):
     service = start(
-        binary, upstream, receiver,
+        binary, upstream, jwks, receiver,
         OTEL_EXPORTER_OTLP_COMPRESSION=compression,
         OTEL_EXPORTER_OTLP_HEADERS=f"authorization=Bearer%20{SECRET},x-tenant=tele",
         OTEL_RESOURCE_ATTRIBUTES="deployment.environment=inttest,team=tele%20medicine",
@@ -168,8 +171,8 @@ def test_spans_arrive_as_otlp_with_the_ids_kinds_status_resource_and_headers(
     assert not any(SECRET in line for line in service.lines)
 
 
-def test_an_error_status_and_a_denied_trace(binary, upstream, receiver):
-    service = start(binary, upstream, receiver)
+def test_an_error_status_and_a_denied_trace(binary, upstream, jwks, receiver):
+    service = start(binary, upstream, jwks, receiver)
     try:
         denied = new_trace_id()
         read_setting(service, upstream, b3(denied, new_span_id(), "0"))
@@ -177,7 +180,7 @@ def test_an_error_status_and_a_denied_trace(binary, upstream, receiver):
         failing, key = new_trace_id(), new_key()
         upstream.replies[key] = (500, {}, b"broken")
         response = service.request("GET", f"/settings/{key}", b3(failing, new_span_id(), "1")
-                                   + [("Authorization", "Bearer t")])
+                                   + [("Authorization", f"Bearer {TOKEN}")])
         assert response.status == 502
         spans = receiver.wait_for_trace(failing, 2)
     finally:
@@ -189,10 +192,11 @@ def test_an_error_status_and_a_denied_trace(binary, upstream, receiver):
 
 
 @pytest.mark.parametrize("mode", ["503", "hang"])
-def test_a_receiver_that_fails_or_hangs_costs_no_request_and_no_shutdown_deadline(binary, upstream, receiver, mode):
+def test_a_receiver_that_fails_or_hangs_costs_no_request_and_no_shutdown_deadline(binary, upstream, jwks, receiver,
+                                                                                     mode):
     receiver.mode = mode
     grace = 6.0
-    service = start(binary, upstream, receiver, SHUTDOWN_GRACE_PERIOD=f"{grace:g}s", OTEL_BSP_EXPORT_TIMEOUT="1000",
+    service = start(binary, upstream, jwks, receiver, SHUTDOWN_GRACE_PERIOD=f"{grace:g}s", OTEL_BSP_EXPORT_TIMEOUT="1000",
                     OTEL_EXPORTER_OTLP_HEADERS=f"authorization=Bearer%20{SECRET}")
     slowest = 0.0
     for _ in range(60):
