@@ -6,7 +6,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 cd "$ROOT"
 ensure_apt prometheus
-ensure_venv scripts/requirements-metrics.txt
+ensure_venv scripts/requirements-metrics.txt scripts/requirements-auth.txt
 cargo build --locked -q -p reference-service -p kvstore-standin -p kit-testbed
 TARGET_DIR=$(cargo_target_dir)
 export TARGET_DIR

@@ -9,6 +9,7 @@ import queue
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,6 +18,9 @@ import tomllib
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import access_tokens  # noqa: E402 (tests/ is on the path only from here)
 
 TARGET = Path(os.environ.get("TARGET_DIR", Path(__file__).resolve().parents[2] / "target")) / "debug"
 
@@ -115,15 +119,20 @@ def value(found, name: str, **labels) -> float:
 @pytest.fixture
 def stack():
     standin = Process("kvstore-standin", {"PORT": str(free_port())})
-    service = Process("reference-service", {"KVSTORE_URL": f"http://127.0.0.1:{standin.port}"})
+    jwks = access_tokens.JwksServer()
+    service = Process("reference-service", {"KVSTORE_URL": f"http://127.0.0.1:{standin.port}",
+                                            **access_tokens.service_env(jwks)})
+    # Tokens can be checked once the keys are in (503 before).
+    service.wait_for(lambda line: line.get("check") == "auth-keys" and line.get("body") == "readiness check is up")
     yield service, standin
     assert service.stop() == 0
     assert standin.stop() == 0
+    jwks.close()
 
 
 def test_metrics_pass_promtool_and_move_with_requests_and_cache_use(stack):
     service, _ = stack
-    bearer = {"Authorization": "Bearer metrics-test"}
+    bearer = {"Authorization": f"Bearer {access_tokens.token()}"}
     before = scrape(service.port)
     promtool_check(before)
     assert request(service.port, "PUT", "/settings/colour", {**bearer, "Content-Type": "text/plain"}, b"blue")[0] == 201
@@ -154,7 +163,7 @@ def test_metrics_pass_promtool_and_move_with_requests_and_cache_use(stack):
 
 def test_label_cardinality_stays_bounded_with_many_distinct_raw_paths(stack):
     service, _ = stack
-    bearer = {"Authorization": "Bearer metrics-test"}
+    bearer = {"Authorization": f"Bearer {access_tokens.token()}"}
     for i in range(300):
         request(service.port, "GET", f"/settings/key-{i}", bearer)
         request(service.port, "GET", f"/no/such/path/{i}/0101901234")
