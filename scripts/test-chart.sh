@@ -8,7 +8,7 @@ cd "$ROOT"
 
 step "tools"
 ensure_apt iproute2 util-linux
-ensure_venv scripts/requirements-chart.txt
+ensure_venv scripts/requirements-chart.txt scripts/requirements-auth.txt
 VENV="$ROOT/.venv/checkov" ensure_venv scripts/requirements-checkov.txt
 
 step "build reference-service"

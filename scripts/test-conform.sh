@@ -9,7 +9,7 @@ cd "$ROOT"
 
 step "tools"
 ensure_apt iproute2 util-linux
-ensure_venv scripts/requirements-chart.txt
+ensure_venv scripts/requirements-chart.txt scripts/requirements-auth.txt
 
 step "build the checker and the services it checks"
 cargo build --locked -p telemed-conform -p reference-service -p kit-testbed -p example-existing-service

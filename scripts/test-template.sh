@@ -17,7 +17,7 @@ cd "$ROOT"
 step "tools"
 bash scripts/install-cargo-generate.sh
 ensure_apt shellcheck
-ensure_venv scripts/requirements-chart.txt
+ensure_venv scripts/requirements-chart.txt scripts/requirements-auth.txt
 cargo generate --version
 
 work=$(mktemp -d)

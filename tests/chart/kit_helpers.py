@@ -13,12 +13,16 @@ import json
 import queue
 import re
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+
+import access_tokens  # noqa: E402,F401 (tests/ is on the path only from here; re-exported for the suites)
 CHART = ROOT / "chart"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

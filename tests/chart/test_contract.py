@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 import kit_helpers
+from kit_helpers import access_tokens
 
 ROOT = kit_helpers.ROOT
 
@@ -86,10 +87,11 @@ def test_binary_without_kvstore_url_fails_at_startup(service_binary):
 
 def test_binary_defaults_match_the_chart(service_binary, defaults, pod_spec):
     # Nothing listens there: the key-value store check is optional, so the probes still pass (degraded).
-    # Nor at the issuer: the keys check is optional too.
+    # The issuer's keys are required before the service is ready: served here.
+    jwks = access_tokens.JwksServer()
     service = kit_helpers.KitProcess(
         [str(service_binary)],
-        env={"KVSTORE_URL": "http://127.0.0.1:9", "AUTH_ISSUER": "http://127.0.0.1:9/auth/realms/ehealth"},
+        env={"KVSTORE_URL": "http://127.0.0.1:9", **access_tokens.service_env(jwks)},
     )
     try:
         line = service.wait_for(kit_helpers.listening)
@@ -97,6 +99,8 @@ def test_binary_defaults_match_the_chart(service_binary, defaults, pod_spec):
         assert int(line["shutdown_grace_period_ms"]) == defaults["shutdown"]["gracePeriodSeconds"] * 1000
         assert int(line["shutdown_grace_period_ms"]) == pod_spec["terminationGracePeriodSeconds"] * 1000
         assert int(line["shutdown_delay_ms"]) == defaults["shutdown"]["delaySeconds"] * 1000
+        service.wait_for(lambda fields: fields.get("check") == "auth-keys"
+                         and fields.get("body") == "readiness check is up")
 
         port = defaults["containerPort"]
         container = pod_spec["containers"][0]
@@ -111,6 +115,7 @@ def test_binary_defaults_match_the_chart(service_binary, defaults, pod_spec):
         assert kit_helpers.http_get(port, "/no-such-path")[0] == 404, "the probe checks above can fail"
     finally:
         code = service.stop(timeout=defaults["shutdown"]["gracePeriodSeconds"] + 5)
+        jwks.close()
     assert code == 0, service.output()
 
 

@@ -9,6 +9,7 @@ same environment.)
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import tarfile
 from pathlib import Path
@@ -84,13 +85,24 @@ def test_new_binary_starts_with_the_previous_environment(chart, service_binary):
     container = pod["containers"][0]
     port = container["ports"][0]["containerPort"]
 
+    # The previous values name the platform's inttest environment, out of reach here: the store (an optional
+    # check) and the token issuer, whose keys the new binary needs before it is ready (AUTH_ISSUER, derived by
+    # the chart from KVSTORE_URL). So the pod would start and live, and be kept out of the load balancer until
+    # the issuer answers, for that reason alone.
+    assert env["AUTH_ISSUER"] == "https://saml.inttest.ehealth.sundhed.dk/auth/realms/ehealth"
     service = kit_helpers.KitProcess([str(service_binary)], env=env)
     try:
         line = service.wait_for(kit_helpers.listening)
         assert int(line["port"]) == port
-        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        for probe in ("startupProbe", "livenessProbe"):
             path = container[probe]["httpGet"]["path"]
             kit_helpers.wait_until(lambda: kit_helpers.probe_status(port, path) == 200, 10, f"{probe} {path}")
+        service.wait_for(lambda fields: fields.get("check") == "auth-keys"
+                         and fields.get("body") == "readiness check failed")
+        status, _, body = kit_helpers.http_get(port, container["readinessProbe"]["httpGet"]["path"])
+        checks = json.loads(body)["checks"]
+        assert status == 503 and checks["auth-keys"]["status"] == "down", body
+        assert {name for name, check in checks.items() if check["status"] == "down"} <= {"auth-keys", "kvstore"}
     finally:
         code = service.stop(timeout=pod["terminationGracePeriodSeconds"])
     assert code == 0, service.output()

@@ -60,9 +60,10 @@ async fn main() -> ExitCode {
             })
             .optional(),
         )
-        // Optional for the same reason: `/` needs no token. Until the issuer's keys are loaded, the settings
-        // routes answer 503 (the token cannot be checked yet), never let a request through unchecked.
-        .check(auth.readiness_check().optional())
+        // Required, unlike the store's: it passes for good once the issuer's keys were loaded, so it only keeps a
+        // new instance out of the load balancer until it can check tokens (its settings routes would answer 503
+        // until then); an issuer outage later leaves every instance ready, verifying with the keys it has.
+        .check(auth.readiness_check())
         .run(app)
         .await
 }

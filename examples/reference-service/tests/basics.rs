@@ -1,13 +1,13 @@
 //! The reference service as a real process: what it says about itself, its probes with the store up, down and
-//! back, and a clean exit on SIGTERM.
+//! back and with the issuer unreachable at startup, and a clean exit on SIGTERM.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use common::{
-    StandInServer, assert_problem, call, closed_port, get_setting, start_service, wait_for_lines,
-    wait_for_store_up,
+    StandInServer, assert_problem, call, closed_port, get_setting, launch_service, start_service,
+    wait_for_lines, wait_for_store_up,
 };
 use serde_json::Value;
 use telemed_kit::testing::Signal;
@@ -98,6 +98,47 @@ fn a_store_unreachable_from_the_start_degrades_readiness_and_answers_503() {
         503,
         &[&port.to_string()],
         "GET with the store unreachable",
+    );
+}
+
+#[test]
+fn an_issuer_unreachable_at_startup_keeps_the_instance_unready_until_its_keys_load() {
+    let store = StandInServer::start();
+    let port = closed_port();
+    let standin = issuer_standin::IssuerStandIn::new(&format!("http://127.0.0.1:{port}")).unwrap();
+    let issuer = standin.issuer(common::REALM);
+    let token = format!(
+        "Bearer {}",
+        standin.token(common::REALM, "practitioner").unwrap()
+    );
+    let service = launch_service(&store.url(), &[("AUTH_ISSUER", issuer.as_str())]);
+    wait_for_lines(&service, "the keys check to fail", |lines| {
+        lines
+            .iter()
+            .any(|line| line["check"] == "auth-keys" && line["body"] == "readiness check failed")
+    });
+    let unready = call(&service, "GET", "/healthz", &[], b"");
+    assert_eq!(unready.status, 503, "{}", unready.body);
+    assert_no_error_text(&unready.body);
+    assert_eq!(call(&service, "GET", "/", &[], b"").status, 200);
+    let headers = [("Authorization", token.as_str())];
+    assert_problem(
+        &call(&service, "GET", "/settings/greeting", &headers, b""),
+        503,
+        &[&port.to_string()],
+        "GET before the issuer's keys were loaded",
+    );
+
+    let _issuer = common::IssuerServer::serve(standin, port);
+    wait_for_lines(&service, "the keys check to pass", |lines| {
+        lines
+            .iter()
+            .any(|line| line["check"] == "auth-keys" && line["body"] == "readiness check is up")
+    });
+    assert_eq!(call(&service, "GET", "/healthz", &[], b"").status, 200);
+    assert_eq!(
+        call(&service, "GET", "/settings/greeting", &headers, b"").status,
+        404
     );
 }
 

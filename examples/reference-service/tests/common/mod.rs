@@ -108,9 +108,21 @@ pub fn service_command() -> Command {
     command
 }
 
-/// Starts the service against `kvstore_url` and waits until it listens. Checks that it runs with the caches
-/// on or off as this test run asks.
+/// Starts the service against `kvstore_url`, waits until it listens and until it has the issuer's keys (before,
+/// it is not ready and its settings routes answer 503). Checks that it runs with the caches on or off as this
+/// test run asks.
 pub fn start_service(kvstore_url: &str, extra: &[(&str, &str)]) -> ServiceProcess {
+    let service = launch_service(kvstore_url, extra);
+    wait_for_lines(&service, "the issuer's keys to be loaded", |lines| {
+        lines
+            .iter()
+            .any(|line| line["check"] == "auth-keys" && line["body"] == "readiness check is up")
+    });
+    service
+}
+
+/// [`start_service`] without waiting for the issuer's keys.
+pub fn launch_service(kvstore_url: &str, extra: &[(&str, &str)]) -> ServiceProcess {
     let env = service_env(kvstore_url, extra);
     let pairs: Vec<(&str, &str)> = env
         .iter()
@@ -126,12 +138,6 @@ pub fn start_service(kvstore_url: &str, extra: &[(&str, &str)]) -> ServiceProces
                 service.lines()
             )
         });
-    // Tokens can be checked once the issuer's keys are in: before, the settings routes answer 503.
-    wait_for_lines(&service, "the issuer's keys to be loaded", |lines| {
-        lines
-            .iter()
-            .any(|line| line["check"] == "auth-keys" && line["body"] == "readiness check is up")
-    });
     let pass_through = json_lines(&service)
         .iter()
         .any(|line| text(line, "body").starts_with("CACHE_DISABLED"));
@@ -402,6 +408,13 @@ const TOKEN_LIFETIME_SECS: u64 = 3600;
 
 impl IssuerServer {
     fn start() -> Self {
+        let port = telemed_kit::testing::free_port().unwrap();
+        let standin = IssuerStandIn::new(&format!("http://127.0.0.1:{port}")).unwrap();
+        Self::serve(standin, port)
+    }
+
+    /// Serves `standin` on `port` from now on (a test's own issuer, brought up late).
+    pub fn serve(standin: IssuerStandIn, port: u16) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("issuer")
@@ -409,10 +422,8 @@ impl IssuerServer {
             .build()
             .unwrap();
         let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0)))
-            .unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let standin = IssuerStandIn::new(&format!("http://127.0.0.1:{port}")).unwrap();
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
+            .unwrap_or_else(|error| panic!("bind the issuer stand-in on port {port}: {error}"));
         let router = standin.router();
         runtime.spawn(async move {
             let _ = axum::serve(listener, router).await;
