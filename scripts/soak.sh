@@ -11,7 +11,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 cd "$ROOT"
-cargo build --release --locked -q -p reference-service -p kvstore-standin
+cargo build --release --locked -q -p reference-service -p kvstore-standin -p issuer-standin
 TARGET_DIR=$(cargo_target_dir)
 run_dir=${RUN_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/soak.XXXXXX")}
 step "soak: $(git rev-parse --short HEAD), release build"

@@ -13,7 +13,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 cd "$ROOT"
 ensure_apt haproxy
-cargo build --locked -q -p reference-service -p kvstore-standin
+cargo build --locked -q -p reference-service -p kvstore-standin -p issuer-standin
 TARGET_DIR=$(cargo_target_dir)
 previous_rev=${PREVIOUS_REV:-$(bash scripts/rolling/build-previous.sh --default-rev)}
 previous=$(bash scripts/rolling/build-previous.sh "$previous_rev" debug | tail -1)

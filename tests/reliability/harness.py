@@ -1,4 +1,5 @@
-"""Real processes for the reliability runs: the key-value store stand-in, reference-service instances and HAProxy.
+"""Real processes for the reliability runs: the key-value store and token issuer stand-ins, reference-service
+instances and HAProxy.
 
 Everything here starts a real binary on 127.0.0.1 and talks to it over real sockets; nothing is mocked. Python's
 standard library only, so that the scripts run on a bare Debian machine without a virtualenv.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import csv
 import http.client
 import io
+import json
 import os
 import signal
 import socket
@@ -21,8 +23,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-# The bearer token every request carries; the stand-in accepts any token except `forbidden`.
-TOKEN = "reliability"
+# The bearer token of the harness's own calls to the store stand-in, which accepts any token except `forbidden`.
+# Requests to the service carry a real token from `Issuer`: the service verifies it.
+STORE_TOKEN = "reliability"
 # The `{application}` segment of the stand-in's paths, set explicitly so that the harness can read the store
 # directly (to recover an ETag after a failed write) without knowing the service's name.
 APPLICATION = "reliability"
@@ -135,7 +138,7 @@ class StandIn(Process):
     def create(self, key: str, value: bytes) -> str:
         """Creates `key` as text directly in the store; returns its ETag."""
         answer = request(self.port, "POST", f"/properties/{APPLICATION}/{key}", body=value,
-                         headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "text/plain"})
+                         headers={"Authorization": f"Bearer {STORE_TOKEN}", "Content-Type": "text/plain"})
         if answer is None or answer[0] != 201:
             raise RuntimeError(f"could not create {key} in the stand-in: {answer and answer[0]}")
         return answer[1]["etag"]
@@ -143,22 +146,52 @@ class StandIn(Process):
     def etag(self, key: str) -> str | None:
         """The stored ETag of `key`, read from the store itself (no service cache in between)."""
         answer = request(self.port, "GET", f"/properties/{APPLICATION}/{key}",
-                         headers={"Authorization": f"Bearer {TOKEN}"})
+                         headers={"Authorization": f"Bearer {STORE_TOKEN}"})
         if answer is None or answer[0] != 200:
             return None
         return answer[1].get("etag")
 
 
+class Issuer(Process):
+    """The token issuer stand-in (`issuer-standin`), the binary beside the key-value store stand-in's."""
+
+    REALM = "ehealth"
+
+    def __init__(self, standin_binary: Path, run_dir: Path):
+        self.port = free_port()
+        binary = standin_binary.parent / "issuer-standin"
+        if not binary.is_file():
+            raise FileNotFoundError(f"{binary} is missing: build it with `cargo build -p issuer-standin`")
+        super().__init__([str(binary)], {"PORT": str(self.port), "LOG_FORMAT": "json",
+                                         "ISSUER_BASE_URL": f"http://127.0.0.1:{self.port}"},
+                         run_dir / "issuer-standin.log", "issuer-standin")
+        wait_until(lambda: (request(self.port, "GET", "/healthz") or (0,))[0] == 200, 30, "the issuer to be ready")
+        # One token for the whole run, valid for a day: a run never outlives it, and a reused token is what a
+        # client of the platform sends.
+        answer = request(self.port, "POST", f"/auth/realms/{self.REALM}/protocol/openid-connect/token",
+                         body=b"grant_type=password&username=practitioner&expires_in=86400",
+                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+        if answer is None or answer[0] != 200:
+            raise RuntimeError(f"no token from the issuer stand-in: {answer}")
+        self.token = json.loads(answer[2])["access_token"]
+
+    @property
+    def url(self) -> str:
+        """What AUTH_ISSUER names."""
+        return f"http://127.0.0.1:{self.port}/auth/realms/{self.REALM}"
+
+
 class Instance(Process):
     """One reference-service instance (a pod, in Kubernetes terms) on its own port."""
 
-    def __init__(self, binary: Path, version: str, kvstore_url: str, run_dir: Path, name: str,
+    def __init__(self, binary: Path, version: str, kvstore_url: str, issuer: Issuer, run_dir: Path, name: str,
                  extra_env: dict[str, str]):
         self.port = free_port()
         self.version = version
         env = {
             "PORT": str(self.port),
             "KVSTORE_URL": kvstore_url,
+            "AUTH_ISSUER": issuer.url,
             "KVSTORE_APPLICATION": APPLICATION,
             "LOG_FORMAT": "json",
             **extra_env,

@@ -29,9 +29,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
-from harness import TOKEN
-
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @dataclass(frozen=True)
@@ -73,12 +70,14 @@ class LoadClient:
     """Sends `rate` requests per second in total from `workers` threads until `stop()`."""
 
     def __init__(self, port: int, mode: str, rate: float, workers: int, mix: Mix, reads: dict[str, bytes],
-                 write_etags: dict[str, str], recover_etag: Callable[[str], str | None], timeout: float = 5.0):
+                 write_etags: dict[str, str], recover_etag: Callable[[str], str | None], token: str,
+                 timeout: float = 5.0):
         if mode not in ("keepalive", "newconn"):
             raise ValueError(f"mode {mode!r}: expected keepalive or newconn")
         if mix.write > 0 and len(write_etags) < workers:
             raise ValueError("every worker needs its own write key")
         self.port = port
+        self.auth = {"Authorization": f"Bearer {token}"}
         self.mode = mode
         self.rate = rate
         self.workers = workers
@@ -158,7 +157,7 @@ class LoadClient:
     def _one(self, conn: http.client.HTTPConnection, kind: str, write_key: str | None,
              rng: random.Random) -> str | None:
         """Sends one request; None on success, else the cause of the failure."""
-        headers = dict(AUTH)
+        headers = dict(self.auth)
         if self.mode == "newconn":
             headers["Connection"] = "close"
         body = None

@@ -40,7 +40,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import TOKEN, CheckSettings, Haproxy, Instance, StandIn, request, wait_until
+from harness import CheckSettings, Haproxy, Instance, Issuer, StandIn, request, wait_until
 from load import LoadClient, Mix, Tally
 
 READ_KEY = "rolling-read"
@@ -145,9 +145,15 @@ class Fleet:
         self.endpoint_lag = endpoint_lag
         self.standin = StandIn(standin_binary, run_dir)
         try:
+            self.issuer = Issuer(standin_binary, run_dir)
+        except BaseException:
+            self.standin.stop()
+            raise
+        try:
             self.proxy = Haproxy(run_dir, self.SLOTS, scenario.check)
         except BaseException:
             self.standin.stop()
+            self.issuer.stop()
             raise
         self.free_slots = deque(f"s{i}" for i in range(1, self.SLOTS + 1))
         self.instances: dict[str, Instance] = {}
@@ -156,7 +162,7 @@ class Fleet:
         self.all: list[Instance] = []
 
     def start_instance(self, build: Build) -> Instance:
-        instance = Instance(build.binary, build.label, self.standin.url, self.run_dir,
+        instance = Instance(build.binary, build.label, self.standin.url, self.issuer, self.run_dir,
                             f"{build.label}#{len(self.all) + 1}", self.scenario.env)
         self.all.append(instance)
         self.version_by_port[str(instance.port)] = build.label
@@ -196,7 +202,7 @@ class Fleet:
     def stop(self) -> None:
         # Every instance takes SHUTDOWN_DELAY to stop: signal them all first, then wait, so that cleanup takes one
         # delay and not one per instance.
-        stopping = [*(i for i in self.all if i.proc.poll() is None), self.standin]
+        stopping = [*(i for i in self.all if i.proc.poll() is None), self.standin, self.issuer]
         for process in stopping:
             if process.sigterm_at is None:
                 process.terminate()
@@ -228,7 +234,7 @@ def missing_routes(fleet: Fleet, build: Build, mix: Mix) -> list[str]:
             routes.append((f"GET /settings/{READ_KEY}", f"/settings/{READ_KEY}", READ_VALUE))
         missing = []
         for name, path, expected in routes:
-            answer = request(instance.port, "GET", path, headers={"Authorization": f"Bearer {TOKEN}"})
+            answer = request(instance.port, "GET", path, headers={"Authorization": f"Bearer {fleet.issuer.token}"})
             if answer is None or answer[0] != 200 or (expected is not None and answer[2] != expected):
                 missing.append(f"{name} ({'no answer' if answer is None else answer[0]})")
         return missing
@@ -257,7 +263,7 @@ def run(scenario: Scenario, standin_binary: Path, run_root: Path, rate: float, w
             instance.wait_ready()
             fleet.place(instance)
         load = LoadClient(fleet.proxy.port, scenario.mode, rate, workers, scenario.mix, {READ_KEY: READ_VALUE}, etags,
-                          fleet.standin.etag)
+                          fleet.standin.etag, fleet.issuer.token)
         load.start()
         deadline = time.monotonic() + scenario.duration
         time.sleep(scenario.warmup)
@@ -381,7 +387,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=["ci", "full"], default="ci")
     parser.add_argument("--service", type=Path, required=True, help="this release's reference-service binary")
-    parser.add_argument("--standin", type=Path, required=True, help="the kvstore-standin binary")
+    parser.add_argument("--standin", type=Path, required=True, help="the kvstore-standin binary (issuer-standin is taken from the same folder)")
     parser.add_argument("--previous", type=Path, help="the previous release's binary (coexistence); none: skip")
     parser.add_argument("--previous-label", default="previous")
     parser.add_argument("--duration", type=float, help="seconds of each rolling-restart run (ci 25, full 120)")

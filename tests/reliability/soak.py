@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import Instance, StandIn, request
+from harness import Instance, Issuer, StandIn, request
 from load import LoadClient, Mix
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -189,19 +189,21 @@ def main() -> int:
     args.run_dir.mkdir(parents=True, exist_ok=True)
 
     standin = StandIn(args.standin, args.run_dir)
+    issuer = None
     instance = None
     try:
+        issuer = Issuer(args.standin, args.run_dir)
         reads = {f"soak-{n}": f"value {n}".encode() for n in range(args.keys)}
         for key, value in reads.items():
             standin.create(key, value)
-        instance = Instance(args.service, "current", standin.url, args.run_dir, "reference-service", {})
+        instance = Instance(args.service, "current", standin.url, issuer, args.run_dir, "reference-service", {})
         instance.wait_ready()
         clients = []
         for mode in ("keepalive", "newconn"):
             etags = {f"soak-write-{mode}-{i}": standin.create(f"soak-write-{mode}-{i}", b"initial")
                      for i in range(args.workers)}
             clients.append(LoadClient(instance.port, mode, args.rate / 2, args.workers, Mix(), reads, etags,
-                                      standin.etag))
+                                      standin.etag, issuer.token))
         started = time.monotonic()
         sampler = Sampler(instance, started)
         sampler.start()
@@ -216,6 +218,8 @@ def main() -> int:
     finally:
         if instance is not None:
             instance.stop()
+        if issuer is not None:
+            issuer.stop()
         standin.stop()
 
     with open(args.run_dir / "samples.csv", "w", newline="") as out:
