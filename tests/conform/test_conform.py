@@ -22,6 +22,14 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
+sys.path.insert(0, str(HERE.parent))
+
+import access_tokens  # noqa: E402 (tests/ is on the path only from here)
+
+# The reference service verifies tokens: it trusts a key set served here, and the checker sends one of its tokens.
+JWKS = access_tokens.JwksServer()
+CALLER = [*(arg for name, value in access_tokens.service_env(JWKS).items() for arg in ("--env", f"{name}={value}")),
+          "--header", f"Authorization: Bearer {access_tokens.token()}"]
 SERVICE_PY = HERE / "service.py"
 CHECKER_TIMEOUT = 60
 PARALLEL = 3
@@ -163,8 +171,7 @@ def run_all(runs: dict[str, list[str]]) -> dict[str, dict]:
 
 def test_the_reference_service_passes_every_check():
     report = conform("--upstream-env", "KVSTORE_URL", "--trigger", "/settings/theme",
-                     "--env", "CACHE_DISABLED=true", "--header", "Authorization: Bearer conform-caller-token",
-                     "--", binary("REFERENCE_SERVICE_BIN"))
+                     "--env", "CACHE_DISABLED=true", *CALLER, "--", binary("REFERENCE_SERVICE_BIN"))
     assert_all_pass(report, PROCESS_CHECKS - {"shutdown.drains-slow-request"})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import subprocess
@@ -24,6 +25,13 @@ def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.C
     if check and result.returncode != 0:
         raise AssertionError(f"podman {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
     return result
+
+
+@functools.cache
+def jwks() -> kit_helpers.access_tokens.JwksServer:
+    """The key set the containers' service trusts, served for the whole session on the tests' own loopback (the
+    containers share the tests' network namespace: `--network host` inside `unshare --net`)."""
+    return kit_helpers.access_tokens.JwksServer()
 
 
 def podman_run_args() -> list[str]:

@@ -14,7 +14,9 @@ import uuid
 
 import pytest
 
+import image_support
 from image_support import podman
+from kit_helpers import access_tokens
 
 SERVICE_CHECKS = {
     "probes.liveness-up", "probes.readiness-up", "logs.model", "logs.no-secrets", "logs.bad-request-alert",
@@ -25,6 +27,14 @@ SERVICE_CHECKS = {
 IMAGE_CHECKS = {"image.user", "image.read-only", "image.capabilities", "image.pid1", "image.no-shell"}
 
 
+def caller() -> list[str]:
+    """The reference service verifies tokens: it trusts the key set served by this session (the container shares
+    the tests' network), and the checker sends one of its tokens."""
+    env = access_tokens.service_env(image_support.jwks())
+    return [*(arg for name, value in env.items() for arg in ("--env", f"{name}={value}")),
+            "--header", f"Authorization: Bearer {access_tokens.token()}"]
+
+
 def conform_image(image: str, *extra: str) -> tuple[int, dict]:
     checker = os.environ.get("TELEMED_CONFORM_BIN", "")
     if not os.path.isfile(checker):
@@ -33,7 +43,7 @@ def conform_image(image: str, *extra: str) -> tuple[int, dict]:
     result = subprocess.run(
         [checker, "--format", "json", "--image", image, "--upstream-env", "KVSTORE_URL",
          "--trigger", "/settings/theme", "--env", "CACHE_DISABLED=true",
-         "--header", "Authorization: Bearer conform-caller-token", *extra],
+         *caller(), *extra],
         capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode in (0, 1), result.stderr
     return result.returncode, json.loads(result.stdout)

@@ -19,6 +19,7 @@ import hpack
 import hyperframe.frame
 
 import kit_helpers
+import image_support
 from image_support import BASE, MEASUREMENTS, podman, podman_run_args
 
 PORT = 8080
@@ -31,9 +32,11 @@ def inspect(name: str, template: str) -> str:
 
 def previous_release_objects() -> list[dict]:
     """The objects the chart renders with the previous release's values (R12: the new image must start with
-    them)."""
+    them), and one value more: the platform's token issuer, whose keys the service needs before it is ready, is
+    out of reach here, so AUTH_JWKS_URL points at a key set served by this session."""
     chart = kit_helpers.load_render_chart()
     values = chart.load_values([kit_helpers.ROOT / "tests/chart/previous-release-values.yaml"])
+    values["config"]["AUTH_JWKS_URL"] = image_support.jwks().url
     return chart.objects(chart.render(values))
 
 
