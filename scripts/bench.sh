@@ -19,7 +19,7 @@ for arg in "$@"; do
   case "$arg" in
     --write-doc) write_doc=true ;;
     --instructions) instructions=true ;;
-    --smoke) args+=(--rounds 1 --duration 1 --warmup 1 --startup-runs 3 --idle 0.2 --settle 0.5) ;;
+    --smoke) args+=(--rounds 1 --duration 1 --warmup 1 --startup-runs 3 --idle 0.2 --settle 0.5 --fresh-tokens 60000) ;;
     *) args+=("$arg") ;;
   esac
 done
@@ -28,8 +28,8 @@ step "tools"
 ensure_apt wrk util-linux valgrind
 python=$(command -v python3)
 
-step "build reference-service and examples/existing-service (release)"
-cargo build --release --locked -p reference-service -p example-existing-service
+step "build reference-service, examples/existing-service and the issuer stand-in (release)"
+cargo build --release --locked -p reference-service -p example-existing-service -p issuer-standin
 target_dir=$(cargo_target_dir)
 
 step "build bare axum (release, the workspace's lock file and target directory)"
@@ -59,7 +59,8 @@ step "benchmark"
 report=$(mktemp)
 trap 'rm -f "$report"' EXIT
 "$python" scripts/bench/run.py --kit "$target_dir/release/reference-service" \
-  --bare "$target_dir/release/bare-axum" --parts "$target_dir/release/existing-service" --markdown "$report" --json "$target_dir/bench-results.json" \
+  --bare "$target_dir/release/bare-axum" --parts "$target_dir/release/existing-service" \
+  --issuer "$target_dir/release/issuer-standin" --markdown "$report" --json "$target_dir/bench-results.json" \
   "${args[@]+"${args[@]}"}"
 
 if $write_doc; then

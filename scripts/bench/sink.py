@@ -4,9 +4,10 @@ Run with: python3 scripts/bench/sink.py PORT  (scripts/bench.sh starts it, pinne
 
 It speaks just enough HTTP/1.1 for the kit's exporter (POST with Content-Length, keep-alive) and the readiness
 ping (HEAD): each request is answered 202 with an empty body (200 for OTLP's `/v1/traces`, whose empty body is
-an empty response message). Zipkin spans are counted by the occurrences of `"traceId"` in each body (no JSON
-parsing, which would cost more than the server it measures); OTLP spans by walking the protobuf message's three
-outer levels of length-delimited fields, without decoding a span. `GET /stats` returns
+an empty response message), but a read of a setting (`GET /properties/...`), which gets one fixed value with an
+`ETag`, as the key-value store would answer it. Zipkin spans are counted by the occurrences of `"traceId"` in
+each body (no JSON parsing, which would cost more than the server it measures); OTLP spans by walking the
+protobuf message's three outer levels of length-delimited fields, without decoding a span. `GET /stats` returns
 {"posts": N, "spans": N, "bytes": N}.
 """
 
@@ -37,6 +38,9 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
                 payload = json.dumps(STATS).encode()
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
                              + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+            elif request_line.startswith(b"GET /properties/"):
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nETag: \"1\"\r\nContent-Length: 5\r\n\r\n"
+                             b"bench")
             elif request_line.startswith(b"POST /v1/traces"):
                 STATS["posts"] += 1
                 STATS["spans"] += otlp_spans(body)

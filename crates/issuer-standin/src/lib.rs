@@ -26,6 +26,9 @@
 //!   `&retire=true` the replaced keys leave the JWKS. Answers the new `kid`.
 //! - `POST /_standin/sign` with a JSON object: that object signed as the payload with the current key, as is
 //!   (for tests of hostile claims: expired, wrong audience, ...).
+//! - `POST /_standin/tokens?count=N` (optional `realm`, default `ehealth`; `username`, default `practitioner`;
+//!   `expires_in`): `N` distinct tokens (at most [`MAX_BATCH`]), one per line, for load that needs a fresh
+//!   token per request (`scripts/bench.sh`).
 //!
 //! # Never in production
 //!
@@ -76,6 +79,9 @@ pub const TEST_USERS: [(&str, &str, &[&str]); 4] = [
 
 /// How long a token lives unless `expires_in` says otherwise: platform tokens live minutes.
 const DEFAULT_LIFETIME_SECS: u64 = 300;
+
+/// The most tokens one `POST /_standin/tokens` makes.
+pub const MAX_BATCH: usize = 1_000_000;
 
 /// Why a key could not be made or a token signed.
 #[derive(Debug)]
@@ -286,6 +292,7 @@ impl IssuerStandIn {
             )
             .route("/_standin/rotate", post(rotate))
             .route("/_standin/sign", post(sign))
+            .route("/_standin/tokens", post(tokens))
             .with_state(self.clone())
     }
 }
@@ -431,6 +438,49 @@ async fn sign(State(standin): State<IssuerStandIn>, body: Bytes) -> Response {
             StatusCode::INTERNAL_SERVER_ERROR,
             "server_error",
             &e.to_string(),
+        ),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct BatchQuery {
+    count: usize,
+    realm: Option<String>,
+    username: Option<String>,
+    expires_in: Option<u64>,
+}
+
+async fn tokens(State(standin): State<IssuerStandIn>, Query(query): Query<BatchQuery>) -> Response {
+    if query.count == 0 || query.count > MAX_BATCH {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "count is 1 to 1000000",
+        );
+    }
+    let realm = query.realm.unwrap_or_else(|| "ehealth".to_owned());
+    let username = query.username.unwrap_or_else(|| "practitioner".to_owned());
+    let lifetime = query.expires_in.unwrap_or(DEFAULT_LIFETIME_SECS);
+    let signed = tokio::task::spawn_blocking(move || {
+        let mut lines = String::new();
+        for _ in 0..query.count {
+            // Each claim set has its own jti, so every token differs.
+            let claims = standin
+                .user_claims(&realm, &username, "StandInClient", lifetime)
+                .ok_or_else(|| SigningError(format!("no test user {username}")))?;
+            lines.push_str(&standin.sign(&claims)?);
+            lines.push('\n');
+        }
+        Ok::<_, SigningError>(lines)
+    })
+    .await;
+    match signed {
+        Ok(Ok(lines)) => lines.into_response(),
+        Ok(Err(e)) => error(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "signing failed",
         ),
     }
 }

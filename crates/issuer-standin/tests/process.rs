@@ -166,6 +166,32 @@ async fn a_realm_issues_verifiable_tokens_and_rotates_its_keys() {
     verified(&client, &realm, after).await;
     // The replaced key stays published until retired.
     verified(&client, &realm, before["access_token"].as_str().unwrap()).await;
+
+    let batch = client
+        .post(format!("{}/_standin/tokens?count=3", standin.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let batch: Vec<&str> = batch.lines().collect();
+    assert_eq!(batch.len(), 3);
+    assert!(batch[0] != batch[1] && batch[1] != batch[2] && batch[0] != batch[2]);
+    for token in batch {
+        assert_eq!(
+            verified(&client, &realm, token).await["user_type"],
+            "PRACTITIONER"
+        );
+    }
+    for count in ["0", "1000001", "many"] {
+        let refused = client
+            .post(format!("{}/_standin/tokens?count={count}", standin.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 400, "count={count}");
+    }
 }
 
 #[tokio::test]
