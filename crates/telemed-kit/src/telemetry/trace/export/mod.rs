@@ -3,8 +3,10 @@
 //! kit's own Zipkin v2 encoder) and [`ExportProcessor`], which runs any OpenTelemetry `SpanExporter` (OTLP with
 //! feature `otlp`, or one of the service's own).
 
+#[cfg(feature = "zipkin")]
 use std::time::Duration;
 
+#[cfg(feature = "zipkin")]
 use opentelemetry_sdk::trace::SpanProcessor;
 
 mod batch;
