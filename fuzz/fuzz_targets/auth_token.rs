@@ -44,12 +44,19 @@ fn fixture() -> &'static Fixture {
                 ("AUTH_ISSUER", "https://issuer.example/auth/realms/ehealth"),
                 ("AUTH_JWKS_URL", url.as_str()),
             ]);
-            let identity = ServiceIdentity { name: "fuzz".into(), version: "0".into() };
+            let identity = ServiceIdentity {
+                name: "fuzz".into(),
+                version: "0".into(),
+            };
             let client = Client::new(
                 ClientSettings::from_env(&env, &identity).unwrap(),
                 Telemetry::propagation_only(B3Inject::Multi),
             );
-            let auth = Auth::new(AuthSettings::from_env(&env).unwrap(), client, &CacheSettings::default());
+            let auth = Auth::new(
+                AuthSettings::from_env(&env).unwrap(),
+                client,
+                &CacheSettings::default(),
+            );
             auth.load_keys().await.unwrap();
             auth
         });

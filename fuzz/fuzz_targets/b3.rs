@@ -25,7 +25,9 @@ use telemed_kit::opentelemetry::Context;
 use telemed_kit::opentelemetry::propagation::{Extractor, TextMapPropagator};
 use telemed_kit::opentelemetry::trace::{Span, TraceContextExt, Tracer, TracerProvider};
 use telemed_kit::opentelemetry_sdk::trace::SdkTracerProvider;
-use telemed_kit::telemetry::trace::b3::{B3Context, B3Inject, B3Propagator, Sampling, trace_id_text};
+use telemed_kit::telemetry::trace::b3::{
+    B3Context, B3Inject, B3Propagator, Sampling, trace_id_text,
+};
 use telemed_kit::telemetry::trace::{B3Sampler, SamplerSettings};
 
 const NAMES: [&str; 6] = [
@@ -47,33 +49,12 @@ static PROVIDER: LazyLock<SdkTracerProvider> = LazyLock::new(|| {
         .build()
 });
 
+#[path = "common/headers.rs"]
+mod headers;
+
+use headers::{HeaderExtractor, lines};
+
 fuzz_target!(|data: &[u8]| check(data));
-
-/// The extractor shape `opentelemetry-http` gives an HTTP header map.
-struct HeaderExtractor<'a>(&'a HeaderMap);
-
-impl Extractor for HeaderExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|value| value.to_str().ok())
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(HeaderName::as_str).collect()
-    }
-}
-
-fn lines(data: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    data.split(|byte| *byte == b'\n').map(|line| {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        match line.iter().position(|byte| *byte == b':') {
-            None => (&b"b3"[..], line),
-            Some(colon) => {
-                let value = &line[colon + 1..];
-                (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
-            }
-        }
-    })
-}
 
 fn check(data: &[u8]) {
     let mut map = HeaderMap::new();
@@ -81,7 +62,7 @@ fn check(data: &[u8]) {
     // The Extractor interface cannot tell a non-text value from an absent one, so the entry points are only
     // compared when every B3 value is text.
     let mut comparable = true;
-    for (name, value) in lines(data) {
+    for (name, value) in lines(data, b"b3") {
         let (Ok(header_name), Ok(header_value)) =
             (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
         else {

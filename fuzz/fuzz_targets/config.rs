@@ -24,13 +24,19 @@ fuzz_target!(|data: &[u8]| {
     match ServiceSettings::from_env(&env, INFO) {
         Ok(settings) => {
             let shutdown = &settings.shutdown;
-            assert!(shutdown.delay < shutdown.grace_period, "delay must leave room to drain");
+            assert!(
+                shutdown.delay < shutdown.grace_period,
+                "delay must leave room to drain"
+            );
             assert!(settings.port != 0);
         }
         Err(error) => {
             let line = error.to_string();
             assert!(!line.contains('\n'), "one line: {line:?}");
-            assert!(line.starts_with(error.variable()), "names the variable first: {line:?}");
+            assert!(
+                line.starts_with(error.variable()),
+                "names the variable first: {line:?}"
+            );
             assert!(env.names_read().iter().any(|name| name == error.variable()));
         }
     }

@@ -18,42 +18,24 @@ use std::collections::HashMap;
 use libfuzzer_sys::fuzz_target;
 use telemed_kit::axum::http::{HeaderMap, HeaderName, HeaderValue};
 use telemed_kit::opentelemetry::Context;
-use telemed_kit::opentelemetry::propagation::{Extractor, TextMapPropagator};
+use telemed_kit::opentelemetry::propagation::TextMapPropagator;
 use telemed_kit::telemetry::trace::b3::{B3Context, B3Inject, B3Propagator};
 use telemed_kit::telemetry::trace::w3c::Traceparent;
 use telemed_kit::telemetry::trace::{Precedence, Propagator};
 
+#[path = "common/headers.rs"]
+mod headers;
+
+use headers::{HeaderExtractor, lines};
+
 fuzz_target!(|data: &[u8]| check(data));
-
-struct HeaderExtractor<'a>(&'a HeaderMap);
-
-impl Extractor for HeaderExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|value| value.to_str().ok())
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(HeaderName::as_str).collect()
-    }
-}
-
-fn lines(data: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    data.split(|byte| *byte == b'\n').map(|line| {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        match line.iter().position(|byte| *byte == b':') {
-            None => (&b"traceparent"[..], line),
-            Some(colon) => {
-                let value = &line[colon + 1..];
-                (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
-            }
-        }
-    })
-}
 
 /// The recommendation's grammar for `traceparent` (section 3.2 and its versioning rules), as a reference.
 fn grammar_allows(value: &str) -> bool {
     let value = value.trim_matches([' ', '\t']);
-    let hex = |text: &str| !text.is_empty() && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let hex = |text: &str| {
+        !text.is_empty() && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
     let nonzero = |text: &str| text.bytes().any(|b| b != b'0');
     let text = |b: u8| b.is_ascii_graphic() || b == b' ' || b == b'\t';
     if !value.bytes().all(text) || value.len() < 55 {
@@ -81,15 +63,21 @@ fn grammar_allows(value: &str) -> bool {
 
 fn check(data: &[u8]) {
     let mut map = HeaderMap::new();
-    for (name, value) in lines(data) {
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+    for (name, value) in lines(data, b"traceparent") {
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+        {
             map.append(name, value);
         }
     }
     let traceparent = map.get("traceparent").and_then(|value| value.to_str().ok());
     let parsed = traceparent.map(Traceparent::parse);
     if let (Some(value), Some(parsed)) = (traceparent, parsed) {
-        assert_eq!(parsed.is_ok(), grammar_allows(value), "{value:?}: {parsed:?}");
+        assert_eq!(
+            parsed.is_ok(),
+            grammar_allows(value),
+            "{value:?}: {parsed:?}"
+        );
         if let Ok(parent) = parsed {
             let written = parent.to_string();
             assert_eq!(Traceparent::parse(&written), Ok(parent));
@@ -109,21 +97,32 @@ fn check(data: &[u8]) {
         let cx = propagator.extract_from_headers(&Context::new(), &map);
         let out = inject(&propagator, &cx);
         if comparable {
-            let via_extractor = propagator.extract_with_context(&Context::new(), &HeaderExtractor(&map));
+            let via_extractor =
+                propagator.extract_with_context(&Context::new(), &HeaderExtractor(&map));
             assert_eq!(inject(&propagator, &via_extractor), out, "Extractor path");
         }
         if let Some(sent) = out.get("traceparent") {
-            assert!(sent.len() == 55 && sent.starts_with("00-") && grammar_allows(sent), "{sent:?}");
+            assert!(
+                sent.len() == 55 && sent.starts_with("00-") && grammar_allows(sent),
+                "{sent:?}"
+            );
             let trace = out["x-b3-traceid"].as_str();
             assert_eq!(&sent[3..35], format!("{trace:0>32}"), "same trace id");
             assert_eq!(&sent[36..52], out["x-b3-spanid"], "same span id");
         } else {
-            assert!(!out.contains_key("tracestate"), "tracestate only with its traceparent");
+            assert!(
+                !out.contains_key("tracestate"),
+                "tracestate only with its traceparent"
+            );
         }
         if let Some(Ok(parent)) = parsed
             && (!b3_decides || precedence == Precedence::W3c)
         {
-            assert_eq!(out.get("traceparent"), Some(&parent.to_string()), "the W3C trace goes on");
+            assert_eq!(
+                out.get("traceparent"),
+                Some(&parent.to_string()),
+                "the W3C trace goes on"
+            );
         }
     }
 }
