@@ -1,4 +1,4 @@
-//! The service as a real process: its route and probes answer, SIGTERM turns readiness off while requests are
+//! The service as a real process: its routes and probes answer, SIGTERM turns readiness off while requests are
 //! still served, and the process exits 0 after its shutdown hook; a bad variable exits 2 before anything binds.
 {%- if auth %}
 //! The application routes need a valid access token from the issuer stand-in, and `POST /notes` a privilege;
