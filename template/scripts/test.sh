@@ -19,15 +19,15 @@ if ! "$venv/bin/python" -c 'import helm_python' 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check helm-python-sdk==0.2.2
 fi
-"$venv/bin/python" - chart{% if kvstore %} config.KVSTORE_URL=https://kvstore.example{% endif %} <<'PY'
+"$venv/bin/python" - chart{% if kvstore %} config.KVSTORE_URL=https://kvstore.example{% endif %}
+{%- if auth %} config.AUTH_ISSUER=https://issuer.example/auth/realms/ehealth{% endif %} <<'PY'
 import sys
 
 import helm_python as helm
 
 chart, sets = sys.argv[1], sys.argv[2:]
-values = {}
-for expression in sets:
-    values.update(helm.parse_set_string(expression))
+# One --set string, as Helm joins repeated --set flags: each key lands in the same nested values.
+values = helm.parse_set_string(",".join(sets)) if sets else {}
 report = helm.lint(chart, values, strict=True)
 problems = [f"{m['path']}: {m['error'].strip()}" for m in report["messages"] if m["severity"] >= 2]
 problems += [error.strip() for error in report.get("errors", [])]

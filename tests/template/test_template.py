@@ -3,9 +3,10 @@ from the kit's own Dockerfile and chart, render with the real Helm engine, and d
 as chosen.
 
 The variants (see scripts/test-template.sh):
-- demo-svc: key-value store and chart, the default port 8080, kit from a local path;
-- lean-svc: neither, port 9000;
-- chart-svc: chart without the key-value store, port 8081 (only generated and rendered here, never built);
+- demo-svc: the defaults: key-value store, token verification (auth) and chart, port 8080, kit from a local path;
+- lean-svc: none of them (auth=false), port 9000;
+- chart-svc: chart and token verification without the key-value store, port 8081 (only generated and rendered
+  here, never built);
 - git-svc: the defaults with the kit from its git repository (only generated).
 """
 
@@ -22,6 +23,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 KVSTORE_URL = "https://kvstore.inttest.ehealth.sundhed.dk"
 KVSTORE_KEYS = ("KVSTORE_URL", "KVSTORE_APPLICATION")
+AUTH_ISSUER = "https://saml.inttest.ehealth.sundhed.dk/auth/realms/ehealth"
 # Chart variables derived from structural values, as in tests/chart/test_contract.py.
 STRUCTURAL_VARIABLES = {"PORT", "SHUTDOWN_GRACE_PERIOD", "SHUTDOWN_DELAY", "METRICS_PORT"}
 
@@ -137,8 +139,11 @@ def test_ehealth_values_have_the_kits_keys(generated):
     ours = load_yaml(service(generated, "demo-svc") / "deploy" / "ehealth-values.yaml")
     assert set(ours) == set(kit)
     kit_env = {entry["name"] for entry in kit["env"]}
-    our_env = {entry["name"] for entry in ours["env"]}
-    assert our_env == kit_env | {"USER_AGENT"}
+    our_env = {entry["name"]: entry["value"] for entry in ours["env"]}
+    assert set(our_env) == kit_env | {"USER_AGENT", "AUTH_ISSUER"}
+    assert our_env["AUTH_ISSUER"] == AUTH_ISSUER
+    lean = load_yaml(service(generated, "lean-svc") / "deploy" / "ehealth-values.yaml")
+    assert not [entry["name"] for entry in lean["env"] if entry["name"].startswith("AUTH_")]
 
 
 def test_the_kit_comes_from_the_workspace_repository_unless_a_path_is_given(generated):
@@ -148,14 +153,16 @@ def test_the_kit_comes_from_the_workspace_repository_unless_a_path_is_given(gene
         assert git["git"] == repository, section
         local = tomllib.loads((service(generated, "demo-svc") / "Cargo.toml").read_text())[section]["telemed-kit"]
         assert Path(local["path"]) == ROOT / "crates" / "telemed-kit", section
-    # The key-value store stand-in, a crate of the same repository, comes the same way, for the tests only.
+    # The stand-ins of the key-value store and the token issuer, crates of the same repository, come the same way,
+    # for the tests and local runs only.
     git = tomllib.loads((service(generated, "git-svc") / "Cargo.toml").read_text())
-    assert git["dev-dependencies"]["kvstore-standin"]["git"] == repository
-    assert "kvstore-standin" not in git["dependencies"]
     local = tomllib.loads((service(generated, "demo-svc") / "Cargo.toml").read_text())
-    assert Path(local["dev-dependencies"]["kvstore-standin"]["path"]).resolve() == ROOT / "crates" / "kvstore-standin"
     lean = tomllib.loads((service(generated, "lean-svc") / "Cargo.toml").read_text())
-    assert "kvstore-standin" not in lean["dev-dependencies"]
+    for standin in ("kvstore-standin", "issuer-standin"):
+        assert git["dev-dependencies"][standin]["git"] == repository, standin
+        assert standin not in git["dependencies"], standin
+        assert Path(local["dev-dependencies"][standin]["path"]).resolve() == ROOT / "crates" / standin
+        assert standin not in lean["dev-dependencies"], standin
 
 
 @pytest.mark.parametrize("variant", ["demo-svc", "lean-svc"])
@@ -175,9 +182,26 @@ def test_the_generated_lock_holds_only_the_workspaces_versions(generated, varian
 def test_variants_hold_exactly_the_chosen_parts(generated):
     demo, lean = service(generated, "demo-svc"), service(generated, "lean-svc")
     assert (demo / "chart").is_dir() and (demo / "examples" / "kvstore-standin.rs").is_file()
+    assert (demo / "examples" / "issuer-standin.rs").is_file()
     assert not (lean / "chart").exists() and not (lean / "examples").exists()
     assert "KvStore" in (demo / "src" / "main.rs").read_text()
     assert "kvstore" not in (lean / "src" / "main.rs").read_text().lower()
+    # The tests (tests/service.rs, run by scripts/test.sh) prove the wiring works; these lines say it is wired
+    # as documented.
+    main = (demo / "src" / "main.rs").read_text()
+    for part in ("AuthSettings::from_env(", ".route_layer(from_extractor::<Caller>())", ".layer(auth.layer())",
+                 "RequirePrivilegeLayer::new(WRITE_PRIVILEGE)", "auth.spawn_key_refresh()",
+                 ".check(auth.readiness_check())"):
+        assert part in main, part
+    run_local = (demo / "scripts" / "run-local.sh").read_text()
+    assert '"$target/examples/issuer-standin" &' in run_local
+    assert "AUTH_ISSUER=" in run_local
+    # auth=false: no trace of token verification anywhere.
+    for path in ("src/main.rs", "tests/service.rs", "Cargo.toml", "scripts/run-local.sh", ".github/workflows/ci.yml",
+                 "README.md", "deploy/ehealth-values.yaml"):
+        text = (lean / path).read_text()
+        for word in ("auth", "issuer", "token", "privilege"):
+            assert word not in text.lower(), f"lean-svc {path} mentions {word}"
     lean_env = {e["name"] for e in load_yaml(lean / "deploy" / "ehealth-values.yaml")["env"]}
     assert not lean_env & set(KVSTORE_KEYS)
     for variant in (demo, lean):
@@ -206,7 +230,10 @@ def env_from_render(objects: list[dict]) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     ("variant", "values", "port", "kvstore"),
-    [("demo-svc", {"config": {"KVSTORE_URL": KVSTORE_URL}}, 8080, True), ("chart-svc", {}, 8081, False)],
+    [
+        ("demo-svc", {"config": {"KVSTORE_URL": KVSTORE_URL, "AUTH_ISSUER": AUTH_ISSUER}}, 8080, True),
+        ("chart-svc", {"config": {"AUTH_ISSUER": AUTH_ISSUER}}, 8081, False),
+    ],
 )
 def test_generated_chart_renders_lints_and_matches_the_ehealth_values(chart, generated, variant, values, port, kvstore):
     path = service(generated, variant)
@@ -222,6 +249,7 @@ def test_generated_chart_renders_lints_and_matches_the_ehealth_values(chart, gen
     assert env["PORT"] == str(port)
     assert env["USER_AGENT"] == f"CGI-{variant}/0.1.0"
     assert ("KVSTORE_URL" in env) == kvstore
+    assert env["AUTH_ISSUER"] == AUTH_ISSUER
 
     # The platform chart's values describe the same deployment: port, probe paths and environment.
     ehealth = load_yaml(path / "deploy" / "ehealth-values.yaml")
@@ -256,7 +284,17 @@ def test_ci_example_runs_the_services_own_checks_then_builds_the_image(generated
     image = workflow["jobs"]["image"]
     assert image["needs"] == "test"
     assert any("docker build" in step.get("run", "") for step in image["steps"])
-    # scripts/test-template.sh runs this job's checker command on the generated service.
-    conformance = [step.get("run", "") for step in workflow["jobs"]["conformance"]["steps"]]
-    assert any(run.startswith("telemed-conform ") and run.endswith(f"-- target/debug/{variant}")
-               for run in conformance), conformance
+    # scripts/test-template.sh runs this job's checker step on the generated service.
+    steps = workflow["jobs"]["conformance"]["steps"]
+    run = next(step for step in steps if step.get("name") == "Platform rules (telemed-conform)")["run"]
+    checker = [line for line in run.splitlines() if line.startswith("telemed-conform ")]
+    assert len(checker) == 1 and checker[0].endswith(f"-- target/debug/{variant}"), run
+    build = next(step["run"] for step in steps if step.get("name", "").startswith("Build the service"))
+    if variant == "demo-svc":
+        # Beside the issuer stand-in, built with the service, whose tokens name the AUTH_ISSUER given.
+        assert "--example issuer-standin" in build
+        assert run.startswith("PORT=$ISSUER_PORT target/debug/examples/issuer-standin &\n"), run
+        assert "/dev/tcp/127.0.0.1/$ISSUER_PORT" in run, "the service starts once the stand-in listens"
+        assert "--env AUTH_ISSUER=http://localhost:$ISSUER_PORT/auth/realms/ehealth " in checker[0]
+    else:
+        assert "issuer" not in run and "AUTH_" not in run, run
