@@ -257,11 +257,15 @@ async fn read(
     let (kvstore, upstream) = (settings.kvstore.clone(), settings.upstream.clone());
     let loaded = settings
         .cache
-        .get_or_try_load(key.clone(), async move {
-            let result = kvstore.read(&key, Auth::Relay).await;
-            upstream.record(&result);
-            result.map(Arc::new)
-        })
+        .get_or_try_load_lazy(
+            key.clone(),
+            || async move {
+                let result = kvstore.read(&key, Auth::Relay).await;
+                upstream.record(&result);
+                result.map(Arc::new)
+            },
+            |_| true,
+        )
         .await;
     match loaded {
         Ok(entry) => entry_response(StatusCode::OK, &entry),

@@ -155,7 +155,7 @@ impl Auth {
         let caller = self
             .inner
             .claims
-            .get_or_try_load(hash, self.verify_uncached(token))
+            .get_or_try_load_lazy(hash, || self.verify_uncached(token), |_| true)
             .await
             .map_err(|error| (*error).clone())?;
         // The cache serves an entry for up to 5 minutes; the token's own expiry ends it earlier.

@@ -221,9 +221,28 @@ where
         F: Future<Output = Result<V, E>>,
         C: FnOnce(&E) -> bool,
     {
+        self.get_or_try_load_lazy(key, move || loader, cache_error)
+            .await
+    }
+
+    /// Like [`Cache::get_or_try_load_with`], but the loader is made by `make_loader`, and only on a miss: for
+    /// lookups on every request. The future of this call then holds the closure, not the loader's whole state,
+    /// and the miss runs on the heap; a hit moves a few hundred bytes instead of kilobytes (a loader that makes
+    /// an HTTP call is that large), which on a request path is most of what a hit costs.
+    pub async fn get_or_try_load_lazy<M, F, C>(
+        &self,
+        key: K,
+        make_loader: M,
+        cache_error: C,
+    ) -> Result<V, Arc<E>>
+    where
+        M: FnOnce() -> F,
+        F: Future<Output = Result<V, E>>,
+        C: FnOnce(&E) -> bool,
+    {
         let Some(store) = &self.store else {
             Counters::add(&self.counters.misses);
-            return self.load(loader).await.map_err(Arc::new);
+            return Box::pin(self.load(make_loader())).await.map_err(Arc::new);
         };
         // A first look separates hits from misses; `try_get_with` alone does not say whether it loaded.
         if let Some(slot) = store.get(&key).await {
@@ -239,6 +258,21 @@ where
             };
         }
         Counters::add(&self.counters.misses);
+        Box::pin(self.load_and_store(store, key, make_loader(), cache_error)).await
+    }
+
+    /// A miss: one loader for every concurrent caller of `key`, its result cached as the policy says.
+    async fn load_and_store<F, C>(
+        &self,
+        store: &moka::future::Cache<K, Slot<V, E>>,
+        key: K,
+        loader: F,
+        cache_error: C,
+    ) -> Result<V, Arc<E>>
+    where
+        F: Future<Output = Result<V, E>>,
+        C: FnOnce(&E) -> bool,
+    {
         let init = async {
             match self.load(loader).await {
                 Ok(value) => Ok(self.value_slot(value)),

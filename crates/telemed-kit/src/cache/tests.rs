@@ -338,6 +338,48 @@ async fn disabled_cache_calls_the_loader_every_time_and_stores_nothing() {
 }
 
 #[tokio::test]
+async fn a_lazy_loader_is_made_only_on_a_miss_and_the_hit_future_stays_small() {
+    for settings in [enabled(), CacheSettings { disabled: true }] {
+        let cache: Cache<u32, String, LoadError> =
+            Cache::new("lazy", entries(10, Duration::from_secs(60)), &settings).unwrap();
+        let (made, runs) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        for _ in 0..3 {
+            let make = || {
+                made.fetch_add(1, Ordering::SeqCst);
+                counted(&runs, Ok("v".to_owned()))
+            };
+            assert_eq!(
+                cache.get_or_try_load_lazy(1, make, |_| true).await.unwrap(),
+                "v"
+            );
+        }
+        let expected = if cache.is_enabled() { 1 } else { 3 };
+        assert_eq!(made.load(Ordering::SeqCst), expected, "loaders made");
+        assert_eq!(runs.load(Ordering::SeqCst), expected, "loaders run");
+    }
+
+    // The loader's state (here a 16 KiB buffer held across an await) stays out of the lookup's own future.
+    let cache: Cache<u32, String, LoadError> = Cache::new(
+        "lazy-size",
+        entries(10, Duration::from_secs(60)),
+        &enabled(),
+    )
+    .unwrap();
+    let large = || async {
+        let buffer = [0u8; 16 * 1024];
+        tokio::task::yield_now().await;
+        Ok(buffer.len().to_string())
+    };
+    let lazy = cache.get_or_try_load_lazy(1, large, |_| true);
+    assert!(
+        std::mem::size_of_val(&lazy) < 2 * 1024,
+        "{} bytes",
+        std::mem::size_of_val(&lazy)
+    );
+    assert_eq!(lazy.await.unwrap(), "16384");
+}
+
+#[tokio::test]
 async fn invalidation_makes_the_next_lookup_load_again() {
     let cache: Cache<String, u32> = Cache::new(
         "invalidate",
