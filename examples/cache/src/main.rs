@@ -62,9 +62,14 @@ struct Codes {
 async fn display(State(codes): State<Codes>, Path(code): Path<String>) -> Response {
     let source = codes.source.clone();
     let lookup = code.clone();
+    // Lazy: on every request, so that a hit does not carry the loader's state (docs/cache.md).
     let loaded = codes
         .cache
-        .get_or_try_load(code, async move { source.display(&lookup).await })
+        .get_or_try_load_lazy(
+            code,
+            || async move { source.display(&lookup).await },
+            |_| true,
+        )
         .await;
     match loaded {
         Ok(display) => Json(serde_json::json!({ "display": &*display })).into_response(),
