@@ -64,9 +64,10 @@ expect_failure() {
 }
 
 step "build reference-service"
-# The same packages as scripts/test-rolling.sh builds, and the testbed (control 3) with them, so that the features
-# cargo unifies across them, and so the artifacts, are the ones the later steps use: nothing builds twice.
-cargo build --locked -q -p reference-service -p kvstore-standin -p kit-testbed
+# The packages scripts/test-rolling.sh builds (rolling.py takes issuer-standin from the stand-in's folder), and the
+# testbed (control 3) with them, so that the features cargo unifies across them, and so the artifacts, are the
+# ones the later steps use: nothing builds twice.
+cargo build --locked -q -p reference-service -p kvstore-standin -p issuer-standin -p kit-testbed
 real_binary="$target_dir/debug/reference-service"
 
 step "negative control: the rolling coexistence round, with a previous build that lacks the mix's routes"
