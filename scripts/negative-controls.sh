@@ -10,6 +10,10 @@
 #    upper-case hex (the copy is patched; the tree itself is never touched). tests/telemetry/test_b3_interop.py
 #    must fail test_upper_case_ids_are_malformed_and_start_a_new_trace, and only it. The planted artifacts are
 #    removed from the target directory afterwards, and the tree's own service is built again.
+# 3. Rolling restarts, missing route: the coexistence round of tests/reliability/rolling.py with the kit's
+#    testbed (a kit service without `GET /` or the settings API) as the previous release. It must fail before any
+#    load, with RouteMissing naming the testbed's two missing routes and not this tree's service: the round never
+#    narrows the load to what a build serves. Seconds: two instances start and are asked for each route.
 #
 # Each suite's pytest must exit 1 (tests failed): a run that errors, collects nothing or passes fails the control.
 set -euo pipefail
@@ -17,7 +21,7 @@ set -euo pipefail
 cd "$ROOT"
 
 step "tools"
-ensure_apt iproute2 util-linux
+ensure_apt iproute2 util-linux haproxy
 ensure_venv scripts/requirements-telemetry.txt scripts/requirements-auth.txt
 
 target_dir=$(cargo_target_dir)
@@ -60,8 +64,31 @@ expect_failure() {
 }
 
 step "build reference-service"
-cargo build --locked -q -p reference-service
+# The packages scripts/test-rolling.sh builds (rolling.py takes issuer-standin from the stand-in's folder), and the
+# testbed (control 3) with them, so that the features cargo unifies across them, and so the artifacts, are the
+# ones the later steps use: nothing builds twice.
+cargo build --locked -q -p reference-service -p kvstore-standin -p issuer-standin -p kit-testbed
 real_binary="$target_dir/debug/reference-service"
+
+step "negative control: the rolling coexistence round, with a previous build that lacks the mix's routes"
+rolling_log="$work/rolling-route-missing.log"
+status=0
+python3 tests/reliability/rolling.py --profile ci --only coexistence \
+  --service "$real_binary" --standin "$target_dir/debug/kvstore-standin" \
+  --previous "$target_dir/debug/kit-testbed" --previous-label kit-testbed \
+  --run-dir "$work/rolling-route-missing" >"$rolling_log" 2>&1 || status=$?
+tail -3 "$rolling_log"
+# Exactly the missing routes of the testbed, in the order the round asks for them; this tree's service, asked
+# too, must not be named. Any other failure (an instance that never got ready, a load failure) is not this one.
+reason=$(sed -n 's/^RouteMissing: //p' "$rolling_log")
+want="kit-testbed does not serve GET / (404), GET /settings/rolling-read (404)"
+if [ "$status" -ne 1 ] || [ "$reason" != "$want" ] || ! grep -qx "0 passed, 1 failed" "$rolling_log"; then
+  echo "negative control 'rolling-route-missing': expected exit 1, '0 passed, 1 failed' and" >&2
+  echo "  RouteMissing: $want" >&2
+  echo "got exit $status and RouteMissing: '${reason:-(none)}'; see $rolling_log" >&2
+  exit 1
+fi
+echo "negative control 'rolling-route-missing': failed as it must (RouteMissing: $reason)"
 
 step "negative control: the log model, on access lines without id"
 filter="$work/drop-id"

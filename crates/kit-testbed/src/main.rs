@@ -6,7 +6,9 @@
 //! Test knobs (never set in a deployment):
 //! - `TESTBED_STARTUP_DELAY`: a startup task that takes this long (humantime), holding readiness at 503.
 //! - `TESTBED_HOOK_DURATION`: a shutdown hook that takes this long.
-//! - `TESTBED_STARTUP_FAILS`: the startup task fails after its delay.
+//! - `TESTBED_STARTUP_HELD`: the startup task (after its delay) also waits until `GET /startup/release` is called,
+//!   so that a test, not the machine's load, decides whether its probes come before startup ends.
+//! - `TESTBED_STARTUP_FAILS`: the startup task fails after its delay (and its release, when held).
 //! - `TESTBED_UPSTREAM_URL`: the base URL `GET /call` calls once, with the kit's client.
 //! - `TESTBED_FAULT`: one rule broken on purpose, for the conformance checker's tests (`tests/conform`):
 //!   `liveness-fails`, `plain-stdout` (a line outside the logging model), `leak-requests` (each request's URI
@@ -15,6 +17,7 @@
 //!   `no-forwarded-headers` (B3 alone), `library-user-agent` (every header, but reqwest's own `User-Agent`).
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -27,6 +30,7 @@ use serde::Deserialize;
 use telemed_kit::Service;
 use telemed_kit::config::Env;
 use telemed_kit::http::Client;
+use tokio::sync::Notify;
 
 /// The values `TESTBED_FAULT` takes.
 const FAULTS: [&str; 8] = [
@@ -154,6 +158,9 @@ fn main() -> ExitCode {
     let hook_duration = env
         .duration_or("TESTBED_HOOK_DURATION", Duration::ZERO)
         .unwrap_or_else(|error| error.exit());
+    let startup_held = env
+        .bool_or("TESTBED_STARTUP_HELD", false)
+        .unwrap_or_else(|error| error.exit());
     let startup_fails = env
         .bool_or("TESTBED_STARTUP_FAILS", false)
         .unwrap_or_else(|error| error.exit());
@@ -189,7 +196,17 @@ fn main() -> ExitCode {
         client: service.client(),
         fault: fault.clone(),
     };
+    // A permit stored by `notify_one`: a release that comes before the task waits is not lost.
+    let release = Arc::new(Notify::new());
+    let released = Arc::clone(&release);
     let mut app = Router::new()
+        .route(
+            "/startup/release",
+            get(move || async move {
+                release.notify_one();
+                "released"
+            }),
+        )
         .route("/slow", get(slow))
         .route("/hang", get(hang))
         .route("/block", get(block))
@@ -206,6 +223,9 @@ fn main() -> ExitCode {
         service
             .startup_task("warm-up", async move {
                 tokio::time::sleep(startup_delay).await;
+                if startup_held {
+                    released.notified().await;
+                }
                 if startup_fails {
                     return Err(std::io::Error::other("reference data could not be loaded"));
                 }

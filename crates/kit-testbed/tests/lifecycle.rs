@@ -58,9 +58,28 @@ fn drained(lines: &[String]) -> Option<bool> {
         .and_then(|line| line["drained"].as_bool())
 }
 
+/// Probes `/healthz` until it stops answering 503 `starting`, for at most 5 s: the startup task logs its end just
+/// before it lets readiness go, so a probe right after that line may still see the last moment of startup.
+fn ready_after_startup(service: &ServiceProcess) -> HttpResponse {
+    let since = Instant::now();
+    loop {
+        let answer = get(service, "/healthz");
+        if answer.status != 503 {
+            return answer;
+        }
+        assert_eq!(answer.json().unwrap()["status"], "starting");
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "readiness still 503 5 s after the startup task finished"
+        );
+    }
+}
+
+// The startup task is held until the test releases it (not a fixed delay that the first probe had to beat): on a
+// loaded machine this test's probes may come late, but never after startup ends, which only the test decides.
 #[test]
 fn readiness_is_503_until_a_slow_startup_task_completes() {
-    let service = start(&[("TESTBED_STARTUP_DELAY", "1500ms")]);
+    let service = start(&[("TESTBED_STARTUP_HELD", "true")]);
     let ready = get(&service, "/healthz");
     assert_eq!(ready.status, 503);
     assert_eq!(ready.json().unwrap()["status"], "starting");
@@ -69,14 +88,23 @@ fn readiness_is_503_until_a_slow_startup_task_completes() {
         200,
         "liveness does not wait for startup"
     );
+    assert!(
+        !service
+            .lines()
+            .iter()
+            .any(|line| line.contains("startup task finished")),
+        "the held startup task finished by itself: {:#?}",
+        service.lines()
+    );
 
+    assert_eq!(get(&service, "/startup/release").status, 200);
     service
         .wait_for_log(
             body_contains("startup task finished"),
             Duration::from_secs(10),
         )
-        .expect("the startup task finishes");
-    let ready = get(&service, "/healthz");
+        .expect("the startup task finishes once released");
+    let ready = ready_after_startup(&service);
     assert_eq!(
         (ready.status, ready.json().unwrap()["status"].as_str()),
         (200, Some("ready"))
@@ -94,12 +122,17 @@ fn readiness_is_503_until_a_slow_startup_task_completes() {
 #[test]
 fn a_failed_startup_task_shuts_the_service_down_with_exit_1() {
     let service = start(&[
-        ("TESTBED_STARTUP_DELAY", "300ms"),
+        ("TESTBED_STARTUP_HELD", "true"),
         ("TESTBED_STARTUP_FAILS", "true"),
         ("SHUTDOWN_DELAY", "200ms"),
         ("SHUTDOWN_GRACE_PERIOD", "3s"),
     ]);
-    assert_eq!(get(&service, "/healthz").status, 503);
+    let starting = get(&service, "/healthz");
+    assert_eq!(
+        (starting.status, starting.json().unwrap()["status"].as_str()),
+        (503, Some("starting"))
+    );
+    assert_eq!(get(&service, "/startup/release").status, 200);
     let (status, lines) = service.finish(Duration::from_secs(10)).unwrap();
     assert_eq!(status.and_then(|status| status.code()), Some(1));
     let failed: Vec<Value> = lines

@@ -463,6 +463,76 @@ mod tests {
     }
 
     #[test]
+    fn durations_and_booleans_are_read_or_defaulted() {
+        // Names as bindings: the documentation checks take literal names in calls for variables the kit reads.
+        let (delay, on, off, bad, unset) = ("DELAY", "ON", "OFF", "BAD", "UNSET");
+        let env = Env::from_pairs([(delay, "1500ms"), (bad, "maybe")]);
+        assert_eq!(
+            env.duration_or(delay, Duration::ZERO).unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            env.duration_or(unset, Duration::from_secs(3)).unwrap(),
+            Duration::from_secs(3)
+        );
+        for value in ["true", "1", "YES", "on"] {
+            let env = Env::from_pairs([(on, value)]);
+            assert!(env.bool_or(on, false).unwrap(), "{value}");
+        }
+        for value in ["false", "0", "no", "OFF"] {
+            let env = Env::from_pairs([(off, value)]);
+            assert!(!env.bool_or(off, true).unwrap(), "{value}");
+        }
+        assert!(env.bool_or(unset, true).unwrap());
+        assert_eq!(env.bool_or(bad, true).unwrap_err().variable(), bad);
+    }
+
+    #[test]
+    fn pairs_are_decoded_and_a_bad_entry_is_named_without_a_secret() {
+        let (list, secret, unset) = ("LIST", "SECRET_LIST", "UNSET");
+        let env = Env::from_pairs([(list, " a=1, b = x%20y ,,c="), (secret, "ok=1,=s3cret")]);
+        assert_eq!(env.pairs(unset, false).unwrap(), None);
+        assert_eq!(
+            env.pairs(list, false).unwrap(),
+            Some(vec![
+                ("a".to_owned(), "1".to_owned()),
+                ("b".to_owned(), "x y".to_owned()),
+                ("c".to_owned(), String::new()),
+            ])
+        );
+        let shown = env.pairs(secret, false).unwrap_err().to_string();
+        assert!(
+            shown.contains("=s3cret") && shown.contains("entry 2"),
+            "{shown}"
+        );
+        let hidden = env.pairs(secret, true).unwrap_err().to_string();
+        assert!(
+            !hidden.contains("s3cret") && hidden.contains("entry 2"),
+            "{hidden}"
+        );
+    }
+
+    #[test]
+    fn the_service_name_may_come_from_the_resource_attributes() {
+        let info = crate::service_info!();
+        let env = Env::from_pairs([(
+            RESOURCE_ATTRIBUTES,
+            "deployment.environment=prod,service.name=from-resource",
+        )]);
+        assert_eq!(
+            ServiceIdentity::from_env(&env, info).unwrap().name,
+            "from-resource"
+        );
+        let env = Env::from_pairs([(RESOURCE_ATTRIBUTES, "service.name=not valid")]);
+        assert_eq!(
+            ServiceIdentity::from_env(&env, info)
+                .unwrap_err()
+                .variable(),
+            RESOURCE_ATTRIBUTES
+        );
+    }
+
+    #[test]
     fn env_debug_shows_no_value() {
         let env = Env::from_pairs([("KVSTORE_TOKEN", "s3cret")]);
         assert_eq!(format!("{env:?}"), "Env { .. }");

@@ -258,13 +258,7 @@ pub(crate) fn contains_cpr(text: &str) -> bool {
 
 fn mask_cpr(text: &str) -> Cow<'_, str> {
     let bytes = text.as_bytes();
-    // Every form needs six digits in a row. Most text with digits in it (a status, a version, a duration) has
-    // no such run, and one counting pass over it is far cheaper than the parse below.
-    let mut run = 0;
-    if !bytes.iter().any(|b| {
-        run = if b.is_ascii_digit() { run + 1 } else { 0 };
-        run == 6
-    }) {
+    if !has_six_digit_run(bytes) {
         return Cow::Borrowed(text);
     }
     let mut masker = Masker::new(text);
@@ -290,13 +284,22 @@ fn mask_cpr(text: &str) -> Cow<'_, str> {
             && is_cpr_date(digits)
             && digit_run_end(bytes, run_end + 1) == run_end + 5
         {
+            // The scan goes on after the date: the dash and the four digits after it start nothing.
             masker.mask(start, run_end + 5);
-            at = run_end + 5;
-            continue;
         }
         at = run_end;
     }
     masker.finish()
+}
+
+/// Whether `bytes` holds six digits in a row, which every form of CPR number needs. Most text with digits in it
+/// (a status, a version, a duration) has no such run, and this one counting pass is far cheaper than the parse.
+fn has_six_digit_run(bytes: &[u8]) -> bool {
+    let mut run = 0;
+    bytes.iter().any(|b| {
+        run = if b.is_ascii_digit() { run + 1 } else { 0 };
+        run == 6
+    })
 }
 
 fn digit_run_end(bytes: &[u8], from: usize) -> usize {
@@ -469,6 +472,13 @@ mod tests {
             ("q=%200101011234", "q=%20xxxxxxxxxx"),
             ("q=%7C0101011234", "q=%7Cxxxxxxxxxx"),
             ("q=%2001010112345", "q=%2001010112345"),
+            // The escape's digits are skipped by position, wherever the run starts; a lone digit after `%` is
+            // not an escape's two.
+            (
+                "a long prefix, then %200101011234",
+                "a long prefix, then %20xxxxxxxxxx",
+            ),
+            ("%5 0101011234", "%5 xxxxxxxxxx"),
             // No digits at all.
             ("", ""),
             ("plain text", "plain text"),
@@ -568,6 +578,41 @@ mod tests {
             ),
         ] {
             assert_eq!(redact(input), expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn the_shortcut_finds_six_digits_in_a_row_only() {
+        for text in ["123456", "a123456b", "12 1234567", "0101011234"] {
+            assert!(has_six_digit_run(text.as_bytes()), "{text:?}");
+        }
+        // No six digits in a row (a run of five, six broken up): no CPR number can be there.
+        for text in [
+            "",
+            "12345",
+            "12345 12345",
+            "123-456",
+            "HTTP/1.1 200 in 12345 us",
+        ] {
+            assert!(!has_six_digit_run(text.as_bytes()), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn contains_cpr_answers_for_cpr_numbers_only() {
+        for text in ["3101991234", "id 310199-1234", "q=%200101011234"] {
+            assert!(contains_cpr(text), "{text:?}");
+        }
+        // Text redact would change for another reason holds no CPR number; nor do non-dates and other lengths.
+        for text in [
+            "",
+            "Bearer abc",
+            "token=abc&code=x",
+            "3201991234",
+            "31019912345",
+            "00010190-1234-4000-8000-000000000000",
+        ] {
+            assert!(!contains_cpr(text), "{text:?}");
         }
     }
 

@@ -27,7 +27,11 @@ fn readiness_waits_for_the_startup_task_then_follows_the_upstream() {
         env!("CARGO_BIN_EXE_example-readiness"),
         &[
             ("UPSTREAM_ADDR", &upstream_addr),
-            ("WARM_UP_DELAY", "2s"),
+            // The three requests below must reach the service before the warm-up ends, which this test cannot
+            // hold back (the example's warm-up is a plain delay, as a real load would be). 2 s was little room
+            // between the `listening` line and the first probe on a 2-core machine running other builds; 5 s
+            // costs 3 s of waiting. A probe later still fails on the 200 it gets: never a false pass.
+            ("WARM_UP_DELAY", "5s"),
             ("READINESS_CHECK_INTERVAL", "200ms"),
             ("SHUTDOWN_DELAY", "100ms"),
         ],
