@@ -55,7 +55,11 @@ run_once() {
   deadline=$((SECONDS + 30))
   while kill -0 "$script" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
   if kill -0 "$script" 2>/dev/null; then
-    echo "SIG$signal: run-local.sh still runs 30 s after the signal" >&2
+    echo "SIG$signal: run-local.sh still runs 30 s after the signal; its processes and its output:" >&2
+    # What the script and each child were doing (state, wait channel), for a failure seen once in CI and never
+    # reproduced since.
+    ps -o pid,ppid,stat,wchan:20,etime,args -p "$script" "${children[@]}" >&2 || true
+    tail -n 30 "$log" >&2
     kill -KILL "$script" "${children[@]}" 2>/dev/null || true
     exit 1
   fi
