@@ -18,8 +18,11 @@ run_once() {
   local port kvstore_port issuer_port log
   port=$(free_port) kvstore_port=$(free_port) issuer_port=$(free_port)
   log=$(mktemp)
+  # With SIGINT and SIGTERM at their defaults, as in a developer's terminal: a signal ignored by whoever started
+  # this test (CI run as a background job of a non-interactive shell ignores SIGINT) would be inherited, and bash
+  # cannot trap a signal that was ignored when it started.
   PORT=$port KVSTORE_STANDIN_PORT=$kvstore_port ISSUER_STANDIN_PORT=$issuer_port SHUTDOWN_DELAY=0s \
-    bash scripts/run-local.sh >"$log" 2>&1 &
+    env --default-signal=INT,TERM bash scripts/run-local.sh >"$log" 2>&1 &
   local script=$!
   local deadline=$((SECONDS + 300))
   until curl -sf "localhost:$port/readyz" >/dev/null && curl -sf "localhost:$issuer_port/readyz" >/dev/null; do
@@ -56,8 +59,7 @@ run_once() {
   while kill -0 "$script" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
   if kill -0 "$script" 2>/dev/null; then
     echo "SIG$signal: run-local.sh still runs 30 s after the signal; its processes and its output:" >&2
-    # What the script and each child were doing (state, wait channel), for a failure seen once in CI and never
-    # reproduced since.
+    # What the script and each child were doing (state, wait channel) and what they wrote.
     ps -o pid,ppid,stat,wchan:20,etime,args -p "$script" "${children[@]}" >&2 || true
     tail -n 30 "$log" >&2
     kill -KILL "$script" "${children[@]}" 2>/dev/null || true
