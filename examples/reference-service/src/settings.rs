@@ -254,14 +254,14 @@ async fn read(
     if let Some(response) = invalid_key(&key) {
         return response;
     }
-    let (kvstore, upstream) = (settings.kvstore.clone(), settings.upstream.clone());
+    // The loader borrows what it needs, and is made only on a miss: a hit clones nothing.
     let loaded = settings
         .cache
         .get_or_try_load_lazy(
             key.clone(),
-            || async move {
-                let result = kvstore.read(&key, Auth::Relay).await;
-                upstream.record(&result);
+            || async {
+                let result = settings.kvstore.read(&key, Auth::Relay).await;
+                settings.upstream.record(&result);
                 result.map(Arc::new)
             },
             |_| true,
