@@ -102,11 +102,13 @@ def service_env(jwks: JwksServer, host: str | None = None) -> dict[str, str]:
     return {"AUTH_ISSUER": ISSUER, "AUTH_JWKS_URL": url}
 
 
-def keys_loaded(line: str) -> bool:
-    """Whether a log line says the service's `auth-keys` readiness check is up: tokens can be checked."""
-    try:
-        fields = json.loads(line)
-    except ValueError:
-        return False
-    return isinstance(fields, dict) and fields.get("check") == "auth-keys" \
-        and fields.get("body") == "readiness check is up"
+def keys_loaded(line: str | dict) -> bool:
+    """Whether a log line (raw, or its parsed fields) says the service's `auth-keys` readiness check is up:
+    tokens can be checked."""
+    if isinstance(line, str):
+        try:
+            line = json.loads(line)
+        except ValueError:
+            return False
+    return isinstance(line, dict) and line.get("check") == "auth-keys" \
+        and line.get("body") == "readiness check is up"

@@ -99,8 +99,7 @@ def test_binary_defaults_match_the_chart(service_binary, defaults, pod_spec):
         assert int(line["shutdown_grace_period_ms"]) == defaults["shutdown"]["gracePeriodSeconds"] * 1000
         assert int(line["shutdown_grace_period_ms"]) == pod_spec["terminationGracePeriodSeconds"] * 1000
         assert int(line["shutdown_delay_ms"]) == defaults["shutdown"]["delaySeconds"] * 1000
-        service.wait_for(lambda fields: fields.get("check") == "auth-keys"
-                         and fields.get("body") == "readiness check is up")
+        service.wait_for(access_tokens.keys_loaded)
 
         port = defaults["containerPort"]
         container = pod_spec["containers"][0]

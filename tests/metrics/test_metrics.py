@@ -123,7 +123,7 @@ def stack():
     service = Process("reference-service", {"KVSTORE_URL": f"http://127.0.0.1:{standin.port}",
                                             **access_tokens.service_env(jwks)})
     # Tokens can be checked once the keys are in (503 before).
-    service.wait_for(lambda line: line.get("check") == "auth-keys" and line.get("body") == "readiness check is up")
+    service.wait_for(access_tokens.keys_loaded)
     yield service, standin
     assert service.stop() == 0
     assert standin.stop() == 0
