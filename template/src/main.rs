@@ -64,10 +64,10 @@ async fn about(State(identity): State<ServiceIdentity>) -> Json<serde_json::Valu
 async fn whoami(caller: Caller) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "user_type": caller.user_type.as_ref().map(|user_type| user_type.as_str()),
-        "user_id": caller.user_id,
-        "client": caller.client,
-        "privileges": caller.privileges,
-        "organization": caller.context.organization.map(|reference| reference.to_string()),
+        "user_id": &caller.user_id,
+        "client": &caller.client,
+        "privileges": &caller.privileges,
+        "organization": caller.context.organization.as_ref().map(|reference| reference.to_string()),
     }))
 }
 

@@ -129,7 +129,7 @@ async fn whoami(caller: Caller) -> String {
     format!(
         "{}|{}|{}",
         caller.user_type.as_ref().map_or("", UserType::as_str),
-        caller.user_id.unwrap_or_default(),
+        caller.user_id.as_deref().unwrap_or_default(),
         caller.privileges.len()
     )
 }

@@ -32,10 +32,14 @@ async fn whoami(caller: Caller) -> Json<WhoAmI> {
             .user_type
             .as_ref()
             .map(|t| UserType::as_str(t).to_owned()),
-        user_id: caller.user_id,
-        client: caller.client,
-        privileges: caller.privileges.into_iter().collect(),
-        organization: caller.context.organization.map(|org| org.to_string()),
+        user_id: caller.user_id.clone(),
+        client: caller.client.clone(),
+        privileges: caller.privileges.iter().cloned().collect(),
+        organization: caller
+            .context
+            .organization
+            .as_ref()
+            .map(|org| org.to_string()),
     })
 }
 

@@ -55,7 +55,6 @@ const ALARM_AFTER_FAILURES: u32 = 5;
 const DEFAULT_WRITE_PRIVILEGE: &str = "Settings.write";
 
 /// The settings API's dependencies.
-#[derive(Clone)]
 pub(crate) struct Settings {
     kvstore: KvStore,
     cache: Cache<String, Arc<Entry>, KvError>,
@@ -103,15 +102,17 @@ impl Settings {
 
     /// The routes, verifying tokens with `verifier`.
     pub(crate) fn routes(self, verifier: &TokenVerifier) -> Router {
+        // Only writes take a body: reads, the hot path, skip the size check.
         let writes = put(write)
             .delete(remove)
-            .route_layer(RequirePrivilegeLayer::new(self.write_privilege.clone()));
+            .route_layer(RequirePrivilegeLayer::new(self.write_privilege.clone()))
+            .route_layer(middleware::from_fn(refuse_declared_oversize))
+            .layer(DefaultBodyLimit::max(MAX_VALUE_BYTES));
         Router::new()
             .route("/settings/{key}", get(read).merge(writes))
-            .layer(DefaultBodyLimit::max(MAX_VALUE_BYTES))
-            .route_layer(middleware::from_fn(refuse_declared_oversize))
             .layer(verifier.layer())
-            .with_state(self)
+            // Shared, not cloned field by field for every request.
+            .with_state(Arc::new(self))
     }
 
     fn upstream_error(error: &KvError) -> Response {
@@ -247,7 +248,7 @@ fn entry_response(status: StatusCode, entry: &Entry) -> Response {
 // `Caller` is extracted for its check alone: any valid token may read, and what a read returns does not depend
 // on who asks.
 async fn read(
-    State(settings): State<Settings>,
+    State(settings): State<Arc<Settings>>,
     _caller: Caller,
     Path(key): Path<String>,
 ) -> Response {
@@ -274,7 +275,7 @@ async fn read(
 }
 
 async fn write(
-    State(settings): State<Settings>,
+    State(settings): State<Arc<Settings>>,
     Path(key): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -342,7 +343,7 @@ async fn write(
 }
 
 async fn remove(
-    State(settings): State<Settings>,
+    State(settings): State<Arc<Settings>>,
     Path(key): Path<String>,
     headers: HeaderMap,
 ) -> Response {

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
@@ -159,16 +161,37 @@ impl CallerContext {
     }
 }
 
-/// The caller of a request: the claims of its verified access token that say who it is and what it may do.
+/// The caller of a request: a shared handle on the claims of its verified access token ([`CallerClaims`],
+/// which it dereferences to: `caller.privileges`, `caller.context`).
 ///
-/// The personal claims (`preferred_username`, `name`) are deliberately not read: they are personal data, and
-/// nothing in a service's access decision needs them. `Debug` shows every field (none is personal).
+/// Cloning it is an atomic increment: the claims cache, the request and every extraction share one copy.
 ///
 /// Extract it in a handler (`caller: Caller`) behind an [`AuthLayer`](super::AuthLayer): the request is
 /// answered 401 when its token is missing or invalid.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
+pub struct Caller(Arc<CallerClaims>);
+
+impl Deref for Caller {
+    type Target = CallerClaims;
+
+    fn deref(&self) -> &CallerClaims {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Caller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The claims of a verified access token that say who the caller is and what it may do.
+///
+/// The personal claims (`preferred_username`, `name`) are deliberately not read: they are personal data, and
+/// nothing in a service's access decision needs them. `Debug` shows every field (none is personal).
+#[derive(Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Caller {
+pub struct CallerClaims {
     /// `sub`: the token's subject (a Keycloak id).
     pub subject: Option<String>,
     /// `user_id`: a FHIR Patient or Practitioner id, or a Keycloak id.
@@ -189,7 +212,7 @@ pub struct Caller {
     pub expires_at: SystemTime,
 }
 
-impl Caller {
+impl CallerClaims {
     /// Whether the token grants `privilege`.
     pub fn has_privilege(&self, privilege: &str) -> bool {
         self.privileges.contains(privilege)
@@ -250,7 +273,7 @@ impl Claims {
             )?,
             patient: reference(self.context.patient_id, ContextElement::Patient)?,
         };
-        Ok(Caller {
+        Ok(Caller(Arc::new(CallerClaims {
             subject: self.sub,
             user_id: self.user_id,
             user_type: self.user_type.as_deref().map(UserType::parse),
@@ -266,7 +289,7 @@ impl Claims {
             issuer: self.iss.unwrap_or_default(),
             expires_at: UNIX_EPOCH
                 + Duration::from_secs(self.exp.unwrap_or(0).min(i64::MAX as u64 / 2)),
-        })
+        })))
     }
 }
 

@@ -180,9 +180,9 @@ where
 }
 
 /// The request's caller, verified once per request: later extractions reuse it.
-async fn verified(parts: &mut Parts) -> Result<Arc<Caller>, AuthError> {
-    if let Some(caller) = parts.extensions.get::<Arc<Caller>>() {
-        return Ok(Arc::clone(caller));
+async fn verified(parts: &mut Parts) -> Result<Caller, AuthError> {
+    if let Some(caller) = parts.extensions.get::<Caller>() {
+        return Ok(caller.clone());
     }
     let auth = parts
         .extensions
@@ -190,7 +190,7 @@ async fn verified(parts: &mut Parts) -> Result<Arc<Caller>, AuthError> {
         .cloned()
         .ok_or(AuthError::NotConfigured)?;
     let caller = auth.verify_headers(&parts.headers).await?;
-    parts.extensions.insert(Arc::clone(&caller));
+    parts.extensions.insert(caller.clone());
     Ok(caller)
 }
 
@@ -224,9 +224,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = AuthRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        verified(parts)
-            .await
-            .map(|caller| (*caller).clone())
-            .map_err(AuthRejection)
+        verified(parts).await.map_err(AuthRejection)
     }
 }

@@ -73,7 +73,7 @@ mod layer;
 mod settings;
 mod verifier;
 
-pub use caller::{Caller, CallerContext, ContextElement, FhirReference, UserType};
+pub use caller::{Caller, CallerClaims, CallerContext, ContextElement, FhirReference, UserType};
 pub use error::AuthError;
 pub use keys::KeysError;
 pub use layer::{AuthLayer, AuthRejection, AuthService, RequirePrivilege, RequirePrivilegeLayer};

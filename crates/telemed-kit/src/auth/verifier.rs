@@ -42,7 +42,7 @@ struct Inner {
     settings: AuthSettings,
     keys: KeyStore,
     /// Verified callers by the SHA-256 of their token: a token seen again costs a lookup and a clock read.
-    claims: Cache<TokenHash, Arc<Caller>, AuthError>,
+    claims: Cache<TokenHash, Caller, AuthError>,
 }
 
 impl fmt::Debug for Auth {
@@ -141,12 +141,12 @@ impl Auth {
     ///
     /// Exactly one `Authorization` header is accepted, so that the token verified is the token the kit's
     /// client relays.
-    pub async fn verify_headers(&self, headers: &HeaderMap) -> Result<Arc<Caller>, AuthError> {
+    pub async fn verify_headers(&self, headers: &HeaderMap) -> Result<Caller, AuthError> {
         self.verify(bearer(headers)?).await
     }
 
     /// Verifies `token` (the JWT, without `Bearer `): signature, algorithm, `exp`, `nbf`, `iss` and `aud`.
-    pub async fn verify(&self, token: &str) -> Result<Arc<Caller>, AuthError> {
+    pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::TooLarge);
         }
@@ -166,7 +166,7 @@ impl Auth {
         Ok(caller)
     }
 
-    async fn verify_uncached(&self, token: &str) -> Result<Arc<Caller>, AuthError> {
+    async fn verify_uncached(&self, token: &str) -> Result<Caller, AuthError> {
         let header = decode_header(token).map_err(|error| match error.kind() {
             ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => {
                 AuthError::Algorithm
@@ -193,10 +193,7 @@ impl Auth {
         let claims = decode::<Claims>(token, &key.key, &validation)
             .map_err(|error| classify(error.kind()))?
             .claims;
-        claims
-            .into_caller()
-            .map(Arc::new)
-            .map_err(|bad| AuthError::Claims(bad.0))
+        claims.into_caller().map_err(|bad| AuthError::Claims(bad.0))
     }
 
     /// The key set to look `kid` up in: the current one when it has the key; else a refetched one (at most one
