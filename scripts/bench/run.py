@@ -71,13 +71,16 @@ def probe(port: int, path: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def http_json(port: int, path: str) -> dict:
+def http_body(port: int, path: str) -> bytes:
+    """The body of one GET on a fresh connection (the servers asked answer with Content-Length)."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode())
-        raw = b""
-        while chunk := sock.recv(65536):
-            raw += chunk
-    return json.loads(raw.partition(b"\r\n\r\n")[2])
+        raw = b"".join(iter(lambda: sock.recv(65536), b""))
+    return raw.partition(b"\r\n\r\n")[2]
+
+
+def http_json(port: int, path: str) -> dict:
+    return json.loads(http_body(port, path))
 
 
 class Server:
@@ -285,10 +288,7 @@ class Issuer:
 
 def claims_verified(port: int) -> float:
     """The service's count of signature checks so far: loads of its claims cache (`auth-claims`)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-        raw = b"".join(iter(lambda: sock.recv(65536), b""))
-    match = re.search(rb'^cache_loads_total\{cache="auth-claims"\} (\S+)$', raw, re.M)
+    match = re.search(rb'^cache_loads_total\{cache="auth-claims"\} (\S+)$', http_body(port, "/metrics"), re.M)
     if not match:
         raise SystemExit("the service's /metrics has no cache_loads_total for auth-claims")
     return float(match.group(1))
