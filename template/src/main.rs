@@ -112,8 +112,6 @@ async fn main() -> ExitCode {
         // `WWW-Authenticate: Bearer error="invalid_token"` otherwise. A path that matches no route still answers
         // 404. The kit serves the probes and /metrics apart from these routes: they never need a token.
         .route_layer(from_extractor::<Caller>())
-        // The verifier, for the Caller extractor and RequirePrivilegeLayer.
-        .layer(auth.layer())
 {%- endif %}
         .with_state(service.settings().service.clone());
     service
@@ -139,6 +137,8 @@ async fn main() -> ExitCode {
         // once, /healthz is 503 and the instance gets no traffic (rather than answering every request 503).
         // Once loaded, the last good keys are kept while the issuer is unreachable, and the check stays up.
         .check(auth.readiness_check())
+        // The verifier, for the Caller extractor and RequirePrivilegeLayer, inside the kit's server stack.
+        .auth(auth)
 {%- endif %}
         // Hooks run after in-flight requests have drained, bounded by what is left of the grace period: close
         // what the service holds (a connection, a buffer to flush). This one only says goodbye.

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::{StatusCode, header};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use issuer_standin::IssuerStandIn;
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
@@ -472,6 +472,88 @@ async fn hostile_tokens_get_401_and_say_nothing() {
     }
     // Nothing broke: the valid token still passes.
     assert_eq!(call(&app, "/whoami", Some(&valid)).await.0, StatusCode::OK);
+}
+
+/// The header is read as bytes (a reused token's bytes are hashed, not checked again for being text): what
+/// is not text, or not one bearer token, is still refused with the right reason.
+#[tokio::test]
+async fn the_authorization_header_is_read_as_sent() {
+    let issuer = issuer().await;
+    let auth = issuer.auth();
+    let valid = issuer.token("practitioner");
+    let verify = |value: Vec<u8>| {
+        let auth = auth.clone();
+        async move {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::AUTHORIZATION,
+                HeaderValue::from_bytes(&value).unwrap(),
+            );
+            auth.verify_headers(&headers).await.map(|_| ())
+        }
+    };
+    let cases: Vec<(&str, Vec<u8>, Result<(), AuthError>)> = vec![
+        ("as usual", format!("Bearer {valid}").into_bytes(), Ok(())),
+        (
+            "scheme in lower case",
+            format!("bearer {valid}").into_bytes(),
+            Ok(()),
+        ),
+        (
+            "spaces around the token",
+            format!("Bearer   {valid}  ").into_bytes(),
+            Ok(()),
+        ),
+        (
+            "a byte that is not UTF-8",
+            [format!("Bearer {valid}").as_bytes(), b"\xff"].concat(),
+            Err(AuthError::Malformed),
+        ),
+        (
+            "a letter that is not ASCII",
+            [b"Bearer \xc3\xa9", valid.as_bytes()].concat(),
+            Err(AuthError::Malformed),
+        ),
+        (
+            "no space after the scheme",
+            format!("Bearer{valid}").into_bytes(),
+            Err(AuthError::NotBearer),
+        ),
+        (
+            "another scheme",
+            b"Basic dXNlcjpwdw==".to_vec(),
+            Err(AuthError::NotBearer),
+        ),
+        ("no token", b"Bearer    ".to_vec(), Err(AuthError::Missing)),
+    ];
+    for (name, value, expected) in cases {
+        assert_eq!(verify(value).await, expected, "{name}");
+    }
+}
+
+/// Without `AuthLayer` (or `Service::auth`) around it, a route that extracts `Caller` is miswired: 500 and an
+/// alarm, not a 401 that would blame the caller.
+#[tokio::test]
+async fn a_caller_without_a_verifier_is_a_wiring_error() {
+    let issuer = issuer().await;
+    let token = issuer.token("practitioner");
+    let logs = Logs::default();
+    let _subscriber = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(logs.clone())
+            .finish(),
+    );
+    let app = Router::new().route("/whoami", get(whoami));
+    let (status, _) = call(&app, "/whoami", Some(&token)).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        logs.lines()
+            .iter()
+            .any(|line| line.contains("a route extracts Caller without an AuthLayer")),
+        "{:?}",
+        logs.lines()
+    );
 }
 
 #[tokio::test]

@@ -55,10 +55,12 @@ async fn main() -> ExitCode {
     let writes = Router::new()
         .route("/notes", post(|| async { "noted" }))
         .route_layer(RequirePrivilegeLayer::new("Settings.write"));
-    let app = Router::new()
-        .route("/whoami", get(whoami))
-        .merge(writes)
-        .layer(auth.layer());
-    // Required: this instance takes traffic only once it can verify tokens.
-    service.check(auth.readiness_check()).run(app).await
+    let app = Router::new().route("/whoami", get(whoami)).merge(writes);
+    // Required: this instance takes traffic only once it can verify tokens. `auth` puts the verifier into
+    // the kit's server stack, for the Caller extractor and RequirePrivilegeLayer.
+    service
+        .check(auth.readiness_check())
+        .auth(auth)
+        .run(app)
+        .await
 }

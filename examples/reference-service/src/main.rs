@@ -48,7 +48,7 @@ async fn main() -> ExitCode {
     let app = Router::new()
         .route("/", get(about))
         .with_state(service.settings().service.clone())
-        .merge(settings.routes(&auth));
+        .merge(settings.routes());
     service
         // Optional: the settings API is one part of the service; when the store is down, the other routes still
         // work, and taking every instance out of the load balancer at once would turn a partial outage into a
@@ -64,6 +64,7 @@ async fn main() -> ExitCode {
         // new instance out of the load balancer until it can check tokens (its settings routes would answer 503
         // until then); an issuer outage later leaves every instance ready, verifying with the keys it has.
         .check(auth.readiness_check())
+        .auth(auth)
         .run(app)
         .await
 }

@@ -36,7 +36,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
-use telemed_kit::auth::{Auth as TokenVerifier, Caller, RequirePrivilegeLayer};
+use telemed_kit::auth::{Caller, RequirePrivilegeLayer};
 use telemed_kit::cache::{Cache, CachePolicy, Capacity};
 use telemed_kit::config::Env;
 use telemed_kit::http::Problem;
@@ -100,8 +100,8 @@ impl Settings {
         &self.kvstore
     }
 
-    /// The routes, verifying tokens with `verifier`.
-    pub(crate) fn routes(self, verifier: &TokenVerifier) -> Router {
+    /// The routes; tokens are verified by the `Auth` given to `Service::auth`.
+    pub(crate) fn routes(self) -> Router {
         // Only writes take a body: reads, the hot path, skip the size check.
         let writes = put(write)
             .delete(remove)
@@ -110,7 +110,6 @@ impl Settings {
             .layer(DefaultBodyLimit::max(MAX_VALUE_BYTES));
         Router::new()
             .route("/settings/{key}", get(read).merge(writes))
-            .layer(verifier.layer())
             // Shared, not cloned field by field for every request.
             .with_state(Arc::new(self))
     }

@@ -166,7 +166,8 @@ impl CallerContext {
 ///
 /// Cloning it is an atomic increment: the claims cache, the request and every extraction share one copy.
 ///
-/// Extract it in a handler (`caller: Caller`) behind an [`AuthLayer`](super::AuthLayer): the request is
+/// Extract it in a handler (`caller: Caller`) behind [`Service::auth`](crate::Service::auth) or an
+/// [`AuthLayer`](super::AuthLayer): the request is
 /// answered 401 when its token is missing or invalid.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Caller(Arc<CallerClaims>);

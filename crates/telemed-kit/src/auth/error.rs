@@ -60,9 +60,10 @@ pub enum AuthError {
     /// The caller's token has no context element the route requires. Answered 403, naming it.
     #[error("a token with context.{0} is required")]
     MissingContext(&'static str),
-    /// The route extracts a [`Caller`](super::Caller) but no [`AuthLayer`](super::AuthLayer) is in front of it:
+    /// The route extracts a [`Caller`](super::Caller) but neither [`Service::auth`](crate::Service::auth) nor an
+    /// [`AuthLayer`](super::AuthLayer) is in front of it:
     /// a wiring mistake, answered 500 so that it cannot pass unnoticed as an open route.
-    #[error("the route needs an AuthLayer in front of it")]
+    #[error("the route needs Service::auth or an AuthLayer in front of it")]
     NotConfigured,
 }
 

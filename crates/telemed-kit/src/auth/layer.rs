@@ -10,15 +10,20 @@ use axum::extract::{FromRequestParts, Request};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use http::request::Parts;
+use tokio::task::futures::TaskLocalFuture;
 use tower::{Layer, Service};
 
 use super::caller::{Caller, ContextElement};
 use super::error::AuthError;
 use super::verifier::Auth;
 
-/// Puts an [`Auth`] on every request it wraps, for the [`Caller`] extractor and [`RequirePrivilegeLayer`]. It
-/// verifies nothing by itself: routes opt in by extracting a [`Caller`] or requiring a privilege, so that probes
-/// and `/metrics` never need a token.
+/// Makes an [`Auth`] current for every request it wraps, for the [`Caller`] extractor and
+/// [`RequirePrivilegeLayer`]. It verifies nothing by itself: routes opt in by extracting a [`Caller`] or
+/// requiring a privilege, so that probes and `/metrics` never need a token.
+///
+/// The verifier is current for the request's future (a task-local), like the kit's
+/// [`ShutdownToken`](crate::shutdown::ShutdownToken), rather than a request extension, which would cost each
+/// request an allocation. [`Service::auth`](crate::Service::auth) puts this layer into the kit's server stack.
 #[derive(Debug, Clone)]
 pub struct AuthLayer {
     auth: Auth,
@@ -55,16 +60,19 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = TaskLocalFuture<Auth, S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        request.extensions_mut().insert(self.auth.clone());
-        self.inner.call(request)
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        CURRENT.scope(self.auth.clone(), self.inner.call(request))
     }
+}
+
+tokio::task_local! {
+    static CURRENT: Auth;
 }
 
 /// Requires a verified token with a privilege (and optionally a context element) on the routes it wraps:
@@ -158,7 +166,7 @@ where
         let requirement = Arc::clone(&self.requirement);
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
-            let caller = match verified(&mut parts).await {
+            let caller = match verified(&parts).await {
                 Ok(caller) => caller,
                 Err(error) => return Ok(refuse(error)),
             };
@@ -174,24 +182,22 @@ where
             {
                 return Ok(refuse(AuthError::MissingContext(missing.claim())));
             }
+            // For the handler's extractor: verified once per request.
+            parts.extensions.insert(caller);
             inner.call(Request::from_parts(parts, body)).await
         })
     }
 }
 
-/// The request's caller, verified once per request: later extractions reuse it.
-async fn verified(parts: &mut Parts) -> Result<Caller, AuthError> {
+/// The request's caller: the one [`RequirePrivilegeLayer`] verified, or verified now.
+async fn verified(parts: &Parts) -> Result<Caller, AuthError> {
     if let Some(caller) = parts.extensions.get::<Caller>() {
         return Ok(caller.clone());
     }
-    let auth = parts
-        .extensions
-        .get::<Auth>()
-        .cloned()
-        .ok_or(AuthError::NotConfigured)?;
-    let caller = auth.verify_headers(&parts.headers).await?;
-    parts.extensions.insert(caller.clone());
-    Ok(caller)
+    let auth = CURRENT
+        .try_with(Auth::clone)
+        .map_err(|_| AuthError::NotConfigured)?;
+    auth.verify_headers(&parts.headers).await
 }
 
 /// The rejection's response, after one log line naming the reason (never the token).

@@ -4,8 +4,9 @@
 //! <JWT>`) from the platform's Keycloak realms. [`Auth`] verifies it against the issuer's published keys
 //! (RS256, PS256 or ES256 only; `exp`, `nbf`, `iss` and `aud` checked, with `AUTH_LEEWAY` of clock skew), and
 //! hands the handler a typed [`Caller`]: user id and type, privileges, context as FHIR references, scope and
-//! client. Routes opt in: [`AuthLayer`] only carries the verifier, a handler that extracts [`Caller`] or a
-//! route behind [`RequirePrivilegeLayer`] needs a valid token, and probes and `/metrics` never do.
+//! client. Routes opt in: [`Service::auth`](crate::Service::auth) (or, without `Service`, [`AuthLayer`])
+//! only carries the verifier, a handler that extracts [`Caller`] or a route behind [`RequirePrivilegeLayer`]
+//! needs a valid token, and probes and `/metrics` never do.
 //!
 //! - A missing, malformed, expired or badly signed token gets 401 with `WWW-Authenticate: Bearer
 //!   error="invalid_token"` and a problem+json body that says nothing more; the log line says which check
@@ -33,9 +34,8 @@
 //! let app = Router::new()
 //!     .route("/whoami", get(whoami))
 //!     .route("/admin", get(|| async { "ok" }))
-//!     .route_layer(RequirePrivilegeLayer::new("Admin.read"))
-//!     .layer(auth.layer());
-//! service.check(auth.readiness_check()).run(app).await
+//!     .route_layer(RequirePrivilegeLayer::new("Admin.read"));
+//! service.check(auth.readiness_check()).auth(auth).run(app).await
 //! # }
 //! ```
 //!

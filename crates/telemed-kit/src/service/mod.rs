@@ -15,6 +15,7 @@ use axum::Router;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::auth::{Auth, AuthLayer};
 use crate::config::{ConfigError, Env, ServiceInfo};
 use crate::health::{Check, CheckError, HealthBuilder};
 use crate::http::{BodyReadTimeoutLayer, Client, panic_response, problem_for_plain_errors};
@@ -52,7 +53,8 @@ use crate::telemetry::{RequestTelemetryLayer, Telemetry};
 /// ([`http::bind`](crate::http::bind)), wraps the router in the server stack, and serves it with
 /// [`http::serve`](crate::http::serve) under a shutdown [`Runner`]. The server stack, outermost first:
 /// [`Shutdown::layer`], [`RequestTelemetryLayer`], a panic catcher answering [`panic_response`],
-/// [`BodyReadTimeoutLayer`], and [`problem_for_plain_errors`].
+/// [`BodyReadTimeoutLayer`], the [`AuthLayer`] given to [`Service::auth`] if any, and
+/// [`problem_for_plain_errors`].
 ///
 /// # Exit codes
 /// - 0: shutdown finished inside the grace period, nothing cut off.
@@ -70,6 +72,7 @@ pub struct Service {
     shutdown: Shutdown,
     health: HealthBuilder,
     runner: Runner,
+    auth: Option<Auth>,
 }
 
 impl std::fmt::Debug for Service {
@@ -123,6 +126,7 @@ impl Service {
             shutdown,
             health: HealthBuilder::default(),
             runner,
+            auth: None,
         })
     }
 
@@ -179,6 +183,37 @@ impl Service {
         self
     }
 
+    /// Makes `auth` available on every route to the [`Caller`](crate::auth::Caller) extractor and to
+    /// [`RequirePrivilegeLayer`](crate::auth::RequirePrivilegeLayer), as [`AuthLayer`] does, but from within
+    /// the server stack's one layer: a `Router::layer` of its own would cost each request another boxed route,
+    /// cloned by axum per request. It verifies nothing by itself: routes opt in, so probes and `/metrics` never
+    /// need a token.
+    ///
+    /// ```no_run
+    /// use axum::{Router, routing::get};
+    /// use telemed_kit::Service;
+    /// use telemed_kit::auth::{Auth, AuthSettings, Caller};
+    /// use telemed_kit::config::Env;
+    ///
+    /// async fn whoami(caller: Caller) -> String {
+    ///     caller.user_id.clone().unwrap_or_default()
+    /// }
+    ///
+    /// #[tokio::main]
+    /// async fn main() -> std::process::ExitCode {
+    ///     let service = Service::from_env(telemed_kit::service_info!()).unwrap_or_else(|error| error.exit());
+    ///     let settings = AuthSettings::from_env(&Env::process()).unwrap_or_else(|error| error.exit());
+    ///     let auth = Auth::new(settings, service.client(), &service.settings().cache);
+    ///     let _key_refresh = auth.spawn_key_refresh();
+    ///     let app = Router::new().route("/whoami", get(whoami));
+    ///     service.check(auth.readiness_check()).auth(auth).run(app).await
+    /// }
+    /// ```
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
     /// Adds a shutdown hook, run after draining and bounded by what is left of the grace period.
     pub fn on_shutdown<F, Fut>(mut self, name: impl Into<Cow<'static, str>>, hook: F) -> Self
     where
@@ -201,6 +236,7 @@ impl Service {
             shutdown,
             health,
             runner,
+            auth,
         } = self;
         let listener = match crate::http::bind(settings.port) {
             Ok(listener) => listener,
@@ -234,6 +270,7 @@ impl Service {
                 .layer(RequestTelemetryLayer::new(telemetry))
                 .layer(CatchPanicLayer::custom(panic_response))
                 .layer(BodyReadTimeoutLayer)
+                .option_layer(auth.map(AuthLayer::new))
                 .map_response(problem_for_plain_errors),
         );
         let serve = crate::http::serve(listener, app, &shutdown);
