@@ -174,6 +174,18 @@ async fn body(response: Response) -> String {
 struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl Logs {
+    /// This thread's log lines, captured until the guard is dropped.
+    fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
+        let logs = Self::default();
+        let guard = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(logs.clone())
+                .finish(),
+        );
+        (logs, guard)
+    }
+
     fn lines(&self) -> Vec<String> {
         let bytes = self.0.lock().unwrap().clone();
         String::from_utf8_lossy(&bytes)
@@ -402,13 +414,7 @@ async fn hostile_tokens_get_401_and_say_nothing() {
         ("not a JWT", "a.b".to_owned(), AuthError::Malformed),
         ("garbage", "!!!.???.###".to_owned(), AuthError::Malformed),
     ];
-    let logs = Logs::default();
-    let _subscriber = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(logs.clone())
-            .finish(),
-    );
+    let (logs, _subscriber) = Logs::capture();
     for (name, token, expected) in cases {
         assert_eq!(auth.verify(&token).await.unwrap_err(), expected, "{name}");
         let before = logs.lines().len();
@@ -537,13 +543,7 @@ async fn the_authorization_header_is_read_as_sent() {
 async fn a_caller_without_a_verifier_is_a_wiring_error() {
     let issuer = issuer().await;
     let token = issuer.token("practitioner");
-    let logs = Logs::default();
-    let _subscriber = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(logs.clone())
-            .finish(),
-    );
+    let (logs, _subscriber) = Logs::capture();
     let app = Router::new().route("/whoami", get(whoami));
     let (status, _) = call(&app, "/whoami", Some(&token)).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
