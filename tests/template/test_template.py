@@ -189,7 +189,7 @@ def test_variants_hold_exactly_the_chosen_parts(generated):
     # The tests (tests/service.rs, run by scripts/test.sh) prove the wiring works; these lines say it is wired
     # as documented.
     main = (demo / "src" / "main.rs").read_text()
-    for part in ("AuthSettings::from_env(", ".route_layer(from_extractor::<Caller>())", ".layer(auth.layer())",
+    for part in ("AuthSettings::from_env(", ".route_layer(from_extractor::<Caller>())", ".auth(auth)",
                  "RequirePrivilegeLayer::new(WRITE_PRIVILEGE)", "auth.spawn_key_refresh()",
                  ".check(auth.readiness_check())"):
         assert part in main, part
