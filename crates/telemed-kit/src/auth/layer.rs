@@ -76,7 +76,8 @@ tokio::task_local! {
 }
 
 /// Requires a verified token with a privilege (and optionally a context element) on the routes it wraps:
-/// 401 without a valid token, 403 problem+json naming what is missing. Needs an [`AuthLayer`] outside it.
+/// 401 without a valid token, 403 problem+json naming what is missing. Needs
+/// [`Service::auth`](crate::Service::auth) or an [`AuthLayer`] outside it.
 ///
 /// Use it as a `route_layer`, so that a path that matches no route still answers 404.
 ///
