@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -242,7 +243,9 @@ class Haproxy(Process):
     def __init__(self, run_dir: Path, slots: int, check: CheckSettings):
         self.port = free_port()
         self.slots = slots
-        self.socket_path = run_dir / "haproxy.sock"
+        # Not under run_dir: a Unix socket's path may be at most 97 bytes for HAProxy, and run_dir lies wherever
+        # the checkout does (a `mktemp -d` clone's run directories already exceed it).
+        self.socket_path = Path(tempfile.mkdtemp(prefix="haproxy-")) / "api.sock"
         config = run_dir / "haproxy.cfg"
         config.write_text(self.config(check))
         subprocess.run(["haproxy", "-c", "-q", "-f", str(config)], check=True)
